@@ -1,0 +1,161 @@
+/**
+ * The one configuration schema. Defaults live here; unknown keys are rejected; `loadConfig`
+ * turns every violation into `path: reason`. A file may hold any of the sections: a gateway
+ * machine needs `site`, `ledger` and `gateway`; an edge agent needs `ledger` and `agent`.
+ * Relative paths are resolved against the directory of the config file.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+const port = (defaultPort: number) => Type.Integer({ minimum: 0, maximum: 65535, default: defaultPort });
+const Url = Type.String({ format: 'uri' });
+const LogLevel = Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), {
+  default: 'info',
+});
+const strict = { additionalProperties: false } as const;
+
+export const InfluxConfig = Type.Object(
+  {
+    /** false runs without time-series storage (the dashboard says so). */
+    enabled: Type.Boolean({ default: true }),
+    url: Type.String({ format: 'uri', default: 'http://127.0.0.1:8086', description: 'InfluxDB 1.x HTTP API' }),
+    database: Type.String({ default: 'greenshield', pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    username: Type.Optional(Type.String()),
+    password: Type.Optional(Type.String()),
+    /** Flush when this many points are buffered... */
+    batchSize: Type.Integer({ minimum: 1, maximum: 100_000, default: 5000 }),
+    /** ...or when the oldest buffered point is this old. */
+    flushIntervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000 }),
+    /** Points kept in memory while InfluxDB is down; past it the oldest are dropped and counted. */
+    maxBufferedPoints: Type.Integer({ minimum: 1000, maximum: 10_000_000, default: 500_000 }),
+    /** Create the database at start if it does not exist (needs admin rights on 1.x). */
+    createDatabase: Type.Boolean({ default: true }),
+  },
+  { ...strict, default: {} },
+);
+
+export const GatewayConfig = Type.Object(
+  {
+    mqtt: Type.Object(
+      {
+        host: Type.String({ default: '0.0.0.0' }),
+        port: port(1883),
+        /** Development only: lets clients connect without credentials. */
+        allowAnonymous: Type.Boolean({ default: false }),
+      },
+      { ...strict, default: {} },
+    ),
+    http: Type.Object(
+      {
+        host: Type.String({ default: '0.0.0.0' }),
+        port: port(8080),
+      },
+      { ...strict, default: {} },
+    ),
+    influx: InfluxConfig,
+    availability: Type.Object(
+      {
+        /** Seconds without any message before a device is considered offline, per kind. */
+        silenceTimeoutSec: Type.Object(
+          {
+            camera: Type.Integer({ minimum: 5, default: 300 }),
+            voice_pole: Type.Integer({ minimum: 5, default: 300 }),
+            water_tank: Type.Integer({ minimum: 5, default: 900 }),
+          },
+          { ...strict, default: {} },
+        ),
+        checkIntervalMs: Type.Integer({ minimum: 100, default: 5000 }),
+      },
+      { ...strict, default: {} },
+    ),
+    push: Type.Object(
+      {
+        /** Device updates are coalesced and sent at most this often per client. */
+        flushIntervalMs: Type.Integer({ minimum: 16, maximum: 10_000, default: 250 }),
+        /** A client whose unsent bytes exceed this is skipped until it catches up. */
+        maxBufferedBytes: Type.Integer({ minimum: 64 * 1024, default: 8 * 1024 * 1024 }),
+      },
+      { ...strict, default: {} },
+    ),
+    map: Type.Object(
+      {
+        /** XYZ tile URL template for sites with a tile server; null draws only the shipped GeoJSON. */
+        tileUrl: Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null }),
+        tileAttribution: Type.String({ default: '' }),
+        /** Coordinate system of the tiles: GCJ-02 for AMap/Tencent, WGS-84 for OSM/Tianditu. */
+        tileCrs: Type.Union([Type.Literal('wgs84'), Type.Literal('gcj02')], { default: 'wgs84' }),
+      },
+      { ...strict, default: {} },
+    ),
+    /** Where the gateway keeps its files (spool, operational store). */
+    dataDir: Type.String({ default: '../.data/gateway' }),
+  },
+  { ...strict, default: {} },
+);
+
+export const AgentConfig = Type.Object(
+  {
+    id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }),
+    /** mqtt://host:port of the gateway's broker. */
+    brokerUrl: Url,
+    username: Type.Optional(Type.String()),
+    password: Type.Optional(Type.String()),
+    /** The on-disk outbox (store-and-forward). */
+    outboxFile: Type.String({ default: '../.data/agent/outbox.sqlite' }),
+    /** Outbox size cap; past it the oldest telemetry is dropped (never events). */
+    outboxMaxMessages: Type.Integer({ minimum: 1000, default: 2_000_000 }),
+    /** Unacknowledged QoS1 publishes in flight at once. */
+    maxInflight: Type.Integer({ minimum: 1, maximum: 65535, default: 200 }),
+    tanks: Type.Object(
+      {
+        pollIntervalMs: Type.Integer({ minimum: 200, default: 10_000 }),
+        timeoutMs: Type.Integer({ minimum: 50, default: 3000 }),
+      },
+      { ...strict, default: {} },
+    ),
+  },
+  strict,
+);
+
+export const SimulatorConfig = Type.Object(
+  {
+    seed: Type.Integer({ default: 20250401 }),
+    /** Simulated minutes per real minute for tank level changes (60 = an hour a minute). */
+    timeScale: Type.Number({ minimum: 0.01, maximum: 10_000, default: 60 }),
+    modbusHost: Type.String({ default: '127.0.0.1' }),
+    /** First Modbus TCP port; tank i listens on basePort + i. 0 = any free port. */
+    modbusBasePort: port(0),
+  },
+  { ...strict, default: {} },
+);
+
+export const Config = Type.Object(
+  {
+    site: Type.Object(
+      {
+        id: Type.String({ pattern: '^[a-z0-9-]{1,64}$', default: 'chashan-zhuhai' }),
+        name: Type.String({ default: '茶山竹海街道' }),
+        /** GeoJSON with the site outline, communities and grids (paths relative to the config file). */
+        geojson: Type.String({ default: 'sites/chashan-zhuhai.geojson' }),
+      },
+      { ...strict, default: {} },
+    ),
+    ledger: Type.Object(
+      {
+        /** The device ledger (台账), CSV. */
+        file: Type.String({ default: 'ledger/chashan-zhuhai.csv' }),
+      },
+      { ...strict, default: {} },
+    ),
+    log: Type.Object({ level: LogLevel }, { ...strict, default: {} }),
+    gateway: Type.Optional(GatewayConfig),
+    agent: Type.Optional(AgentConfig),
+    simulators: Type.Optional(SimulatorConfig),
+  },
+  strict,
+);
+
+export type Config = Static<typeof Config>;
+export type GatewayConfig = Static<typeof GatewayConfig>;
+export type InfluxConfig = Static<typeof InfluxConfig>;
+export type AgentConfig = Static<typeof AgentConfig>;
+export type SimulatorConfig = Static<typeof SimulatorConfig>;
