@@ -19,8 +19,8 @@ export class ConfigError extends Error {
   }
 }
 
-// ajv-formats is CommonJS with a default export; under NodeNext the callable is on `.default`.
-const addFormats = (addFormatsModule as unknown as { default: typeof addFormatsModule }).default ?? addFormatsModule;
+// ajv-formats is CommonJS; under NodeNext its plugin function is the `.default` of the module.
+const addFormats = addFormatsModule.default;
 const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: false, strict: true });
 addFormats(ajv, ['uri']);
 const validateConfig = ajv.compile<Config>(Config);

@@ -1,0 +1,26 @@
+/**
+ * The error catalogue: each API error has a stable code, an HTTP status and a message that a
+ * user can act on. Clients receive `{ code, message }`.
+ */
+export const ERRORS = {
+  NOT_FOUND: { status: 404, message: 'no such resource' },
+  DEVICE_NOT_FOUND: { status: 404, message: 'no device with this id in the ledger' },
+  BAD_REQUEST: { status: 400, message: 'the request is not valid' },
+  UNKNOWN_FIELD: { status: 400, message: 'this device kind has no such telemetry field' },
+  BAD_TIME_RANGE: { status: 400, message: 'from must be before to, and the range at most 366 days' },
+  STORAGE_UNAVAILABLE: { status: 503, message: 'time-series storage (InfluxDB) is not reachable' },
+  STORAGE_DISABLED: { status: 503, message: 'time-series storage is disabled in the config' },
+  INTERNAL: { status: 500, message: 'internal error' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  constructor(code: ErrorCode, message?: string) {
+    super(message ?? ERRORS[code].message);
+    this.code = code;
+    this.status = ERRORS[code].status;
+  }
+}

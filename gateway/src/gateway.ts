@@ -1,0 +1,114 @@
+/**
+ * `buildGateway(config)` wires the capabilities together; `main.ts` only reads config, starts it
+ * and handles signals. Tests build the same thing on free ports (port 0) and tear it down.
+ *
+ *   broker --(authorizePublish)--> ingest --bus--> registry --bus--> push (WebSocket)
+ *                                             \--> storage (InfluxDB)
+ */
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { loadLedger, type LedgerDevice } from '../../config/ledger.js';
+import type { Config } from '../../config/schema.js';
+import { EmbeddedBroker } from './broker/broker.js';
+import { Bus } from './bus.js';
+import { buildHttp } from './http/server.js';
+import { Ingest } from './ingest/ingest.js';
+import { createLogger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { PushHub } from './push/hub.js';
+import { DeviceRegistry } from './registry/registry.js';
+import { StorageService } from './storage/storage.js';
+import type { SeriesTarget } from './storage/types.js';
+
+export interface GatewayOptions {
+  log?: Logger;
+  /** Defaults to the file named by config.ledger.file. */
+  ledger?: readonly LedgerDevice[];
+  /** Replaces the InfluxDB target (tests of the writer's fault handling); null disables storage. */
+  storageTarget?: SeriesTarget | null;
+  dashboardDir?: string;
+}
+
+export interface Gateway {
+  readonly log: Logger;
+  readonly bus: Bus;
+  readonly metrics: Metrics;
+  readonly registry: DeviceRegistry;
+  readonly storage: StorageService;
+  readonly ingest: Ingest;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Valid after start(). */
+  readonly mqttPort: number;
+  readonly httpPort: number;
+  readonly httpUrl: string;
+  readonly mqttUrl: string;
+}
+
+export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway {
+  const gw = config.gateway;
+  if (!gw) throw new Error('the config has no `gateway` section');
+  const log = opts.log ?? createLogger(config.log.level);
+  const ledger = opts.ledger ?? loadLedger(config.ledger.file);
+  const bus = new Bus(log.child({ module: 'bus' }));
+  const metrics = createMetrics();
+  const registry = new DeviceRegistry({ config: gw, log: log.child({ module: 'registry' }), bus, metrics, ledger });
+  const ingest = new Ingest({ log: log.child({ module: 'ingest' }), bus, metrics, registry });
+  const storage = new StorageService({ config: gw.influx, log: log.child({ module: 'storage' }), bus, metrics, registry }, opts.storageTarget);
+  const hub = new PushHub({ config: gw, siteName: config.site.name, log: log.child({ module: 'push' }), bus, metrics, registry, writer: storage.writer });
+  const broker = new EmbeddedBroker({ config: gw, log: log.child({ module: 'broker' }), metrics, ingest });
+  let http: Awaited<ReturnType<typeof buildHttp>> | undefined;
+  let httpPort = 0;
+  const startedAt = Date.now();
+
+  const hostFor = (h: string) => (h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h);
+
+  return {
+    log,
+    bus,
+    metrics,
+    registry,
+    storage,
+    ingest,
+    get mqttPort() {
+      return broker.port;
+    },
+    get httpPort() {
+      return httpPort;
+    },
+    get httpUrl() {
+      return `http://${hostFor(gw.http.host)}:${httpPort}`;
+    },
+    get mqttUrl() {
+      return `mqtt://${hostFor(gw.mqtt.host)}:${broker.port}`;
+    },
+    async start() {
+      registry.start();
+      hub.start();
+      await storage.start();
+      await broker.start();
+      http = await buildHttp({
+        config,
+        log: log.child({ module: 'http' }),
+        metrics,
+        registry,
+        writer: storage.writer,
+        hub,
+        broker,
+        startedAt,
+        ...(opts.dashboardDir ? { dashboardDir: opts.dashboardDir } : {}),
+      });
+      await http.listen({ port: gw.http.port, host: gw.http.host });
+      httpPort = (http.server.address() as AddressInfo).port;
+      log.info({ url: `http://${hostFor(gw.http.host)}:${httpPort}`, devices: registry.size }, 'gateway ready');
+    },
+    async stop() {
+      // Stop taking data first, then flush what was taken.
+      await broker.stop();
+      hub.stop();
+      if (http) await http.close();
+      registry.stop();
+      await storage.stop();
+    },
+  };
+}

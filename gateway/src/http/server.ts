@@ -1,0 +1,165 @@
+/**
+ * The HTTP side: JSON API, Prometheus metrics, the dashboard's static files and the `/ws`
+ * WebSocket, all on one port. API errors are `{ code, message }` with the catalogue's status.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import Fastify, { LogController, type FastifyError } from 'fastify';
+import fastifyStatic from '@fastify/static';
+import fastifyWebsocket from '@fastify/websocket';
+import { Type, type Static } from '@sinclair/typebox';
+import type { Logger } from 'pino';
+import type { Config } from '../../../config/schema.js';
+import { TelemetryValuesByKind, DEVICE_KINDS } from '../../../protocol/payloads.js';
+import { ID_PATTERN } from '../../../protocol/topics.js';
+import { ApiError, ERRORS } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { DeviceRegistry } from '../registry/registry.js';
+import type { SeriesWriter } from '../storage/writer.js';
+import type { PushHub } from '../push/hub.js';
+import type { EmbeddedBroker } from '../broker/broker.js';
+
+export const DASHBOARD_DIR = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
+
+export interface HttpContext {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  registry: DeviceRegistry;
+  writer: SeriesWriter;
+  hub: PushHub;
+  broker: EmbeddedBroker;
+  startedAt: number;
+  dashboardDir?: string;
+}
+
+const DeviceParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN }) });
+const DevicesQuery = Type.Object(
+  {
+    kind: Type.Optional(Type.Union(DEVICE_KINDS.map((k) => Type.Literal(k)))),
+    status: Type.Optional(Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('unknown')])),
+    grid: Type.Optional(Type.String({ pattern: ID_PATTERN })),
+  },
+  { additionalProperties: false },
+);
+const SeriesQuerystring = Type.Object(
+  {
+    field: Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,39}$' }),
+    from: Type.Optional(Type.Integer({ minimum: 0, description: 'ms since epoch; default to - 24 h' })),
+    to: Type.Optional(Type.Integer({ minimum: 0, description: 'ms since epoch; default now' })),
+    maxPoints: Type.Optional(Type.Integer({ minimum: 10, maximum: 10_000, default: 1000 })),
+  },
+  { additionalProperties: false },
+);
+
+/** Numeric telemetry fields per kind, read from the contract so the API never drifts from it. */
+const NUMERIC_FIELDS = Object.fromEntries(
+  DEVICE_KINDS.map((kind) => {
+    const props = (TelemetryValuesByKind[kind] as { properties: Record<string, { type?: string }> }).properties;
+    return [kind, Object.keys(props).filter((k) => props[k]?.type === 'number' || props[k]?.type === 'integer')];
+  }),
+) as Record<(typeof DEVICE_KINDS)[number], string[]>;
+
+export async function buildHttp(ctx: HttpContext) {
+  const { config, registry, writer, metrics, hub, broker } = ctx;
+  const gw = config.gateway!;
+  const app = Fastify({
+    loggerInstance: ctx.log,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+  });
+
+  app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+    if (err instanceof ApiError) return reply.status(err.status).send({ code: err.code, message: err.message });
+    if ((err as FastifyError).validation) {
+      return reply.status(400).send({ code: 'BAD_REQUEST', message: `${(err as FastifyError).validationContext ?? 'request'}${err.message.replace(/^(querystring|params|body)/, '')}` });
+    }
+    const status = (err as FastifyError).statusCode ?? 500;
+    if (status >= 500) req.log.error({ err }, 'request failed');
+    return reply.status(status).send({ code: status >= 500 ? 'INTERNAL' : 'BAD_REQUEST', message: status >= 500 ? ERRORS.INTERNAL.message : err.message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+
+  await app.register(fastifyWebsocket, { options: { maxPayload: 64 * 1024 } });
+
+  app.get('/health', async () => {
+    const rejected: Record<string, number> = {};
+    for (const v of (await metrics.messagesRejected.get()).values) rejected[String(v.labels.reason)] = v.value;
+    let received = 0;
+    for (const v of (await metrics.messagesIn.get()).values) received += v.value;
+    const duplicates = (await metrics.duplicates.get()).values[0]?.value ?? 0;
+    const storage = writer.status;
+    return {
+      status: storage.state === 'down' ? 'degraded' : 'ok',
+      uptimeSec: Math.round((Date.now() - ctx.startedAt) / 1000),
+      site: config.site.id,
+      mqtt: { port: broker.port, clients: (await metrics.mqttClients.get()).values[0]?.value ?? 0 },
+      storage: { ...storage, bufferedPoints: writer.buffered },
+      ingest: { received, rejected, duplicates },
+      devices: { total: registry.size, byKind: registry.counts() },
+      dashboardClients: hub.clientCount,
+    };
+  });
+
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+  const geojsonText = readFileSync(config.site.geojson, 'utf8');
+  app.get('/api/site', async (_req, reply) => {
+    reply.header('content-type', 'application/json; charset=utf-8');
+    return `{"id":${JSON.stringify(config.site.id)},"name":${JSON.stringify(config.site.name)},"map":${JSON.stringify(gw.map)},"geojson":${geojsonText}}`;
+  });
+
+  app.get<{ Querystring: Static<typeof DevicesQuery> }>('/api/devices', { schema: { querystring: DevicesQuery } }, async (req) => {
+    const { kind, status, grid } = req.query;
+    const devices = registry.views().filter((d) => (!kind || d.kind === kind) && (!status || d.status === status) && (!grid || d.grid === grid));
+    return { devices };
+  });
+
+  app.get<{ Params: Static<typeof DeviceParams> }>('/api/devices/:id', { schema: { params: DeviceParams } }, async (req) => {
+    const view = registry.view(req.params.id);
+    const device = registry.get(req.params.id);
+    if (!view || !device) throw new ApiError('DEVICE_NOT_FOUND', `no device "${req.params.id}" in the ledger`);
+    return { ...view, settings: device.settings };
+  });
+
+  app.get<{ Params: Static<typeof DeviceParams>; Querystring: Static<typeof SeriesQuerystring> }>(
+    '/api/devices/:id/series',
+    { schema: { params: DeviceParams, querystring: SeriesQuerystring } },
+    async (req) => {
+      const device = registry.get(req.params.id);
+      if (!device) throw new ApiError('DEVICE_NOT_FOUND', `no device "${req.params.id}" in the ledger`);
+      const { field } = req.query;
+      if (!NUMERIC_FIELDS[device.kind].includes(field)) {
+        throw new ApiError('UNKNOWN_FIELD', `a ${device.kind} has no numeric field "${field}" (fields: ${NUMERIC_FIELDS[device.kind].join(', ')})`);
+      }
+      const to = req.query.to ?? Date.now();
+      const from = req.query.from ?? to - 24 * 3600_000;
+      if (from >= to || to - from > 366 * 24 * 3600_000) throw new ApiError('BAD_TIME_RANGE');
+      if (writer.status.state === 'disabled') throw new ApiError('STORAGE_DISABLED');
+      let points: Array<[number, number]>;
+      try {
+        points = await writer.query({ measurement: device.kind, deviceId: device.id, field, from, to, maxPoints: req.query.maxPoints ?? 1000 });
+      } catch (err) {
+        req.log.warn({ err: (err as Error).message }, 'series query failed');
+        throw new ApiError('STORAGE_UNAVAILABLE', `InfluxDB did not answer: ${(err as Error).message}`);
+      }
+      return { deviceId: device.id, field, from, to, points };
+    },
+  );
+
+  app.get('/ws', { websocket: true }, (socket) => hub.attach(socket));
+
+  const dashboardDir = ctx.dashboardDir ?? DASHBOARD_DIR;
+  if (existsSync(dashboardDir)) {
+    await app.register(fastifyStatic, { root: dashboardDir, prefix: '/', index: 'index.html' });
+  } else {
+    ctx.log.warn({ dir: dashboardDir }, 'dashboard not built (run `npm run build:dashboard`); serving the API only');
+    app.get('/', async (_req, reply) =>
+      reply.status(503).type('text/plain; charset=utf-8').send('Dashboard not built: run `npm run build:dashboard` and restart.'),
+    );
+  }
+  return app;
+}

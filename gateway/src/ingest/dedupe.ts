@@ -1,0 +1,28 @@
+/**
+ * Recently seen (seq, ts) pairs per device. A QoS1 redelivery or an outbox replay repeats both;
+ * a device that rebooted and restarted its seq at 0 has a new ts, so it is not mistaken for a
+ * duplicate. Memory is bounded: `window` entries per device that has sent anything.
+ */
+export class RecentMessages {
+  readonly #seen = new Map<string, Map<number, number>>();
+  readonly #window: number;
+
+  constructor(window = 64) {
+    this.#window = window;
+  }
+
+  /** Records the pair and returns true if it was already seen. */
+  isDuplicate(deviceId: string, channel: string, seq: number, ts: number): boolean {
+    const key = `${deviceId}\u0000${channel}`;
+    let recent = this.#seen.get(key);
+    if (!recent) this.#seen.set(key, (recent = new Map()));
+    if (recent.get(seq) === ts) return true;
+    recent.delete(seq);
+    recent.set(seq, ts);
+    if (recent.size > this.#window) {
+      const oldest = recent.keys().next().value as number;
+      recent.delete(oldest);
+    }
+    return false;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * The WebSocket hub behind `/ws`. A new client gets `hello` and a full snapshot; after that,
+ * device updates are coalesced (latest per device) and sent once per flush interval. A client
+ * that does not keep up (its unsent bytes pass the cap) gets nothing more until it drains, then a
+ * fresh snapshot: memory per client stays bounded and a slow wall screen never slows the others.
+ */
+import type { WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import type { GatewayConfig } from '../../../config/schema.js';
+import type { DeviceUpdate, ServerMessage } from '../../../protocol/ws.js';
+import type { Bus } from '../bus.js';
+import type { Metrics } from '../metrics.js';
+import type { DeviceRegistry } from '../registry/registry.js';
+import type { SeriesWriter } from '../storage/writer.js';
+
+interface PushClient {
+  socket: WebSocket;
+  /** Set when the client fell behind and must be re-sent a snapshot once drained. */
+  stale: boolean;
+}
+
+export interface HubContext {
+  config: GatewayConfig;
+  siteName: string;
+  log: Logger;
+  bus: Bus;
+  metrics: Metrics;
+  registry: DeviceRegistry;
+  writer: SeriesWriter;
+}
+
+export class PushHub {
+  readonly #ctx: HubContext;
+  readonly #clients = new Set<PushClient>();
+  #pending = new Map<string, DeviceUpdate>();
+  #timer: NodeJS.Timeout | undefined;
+  readonly #off: Array<() => void> = [];
+
+  constructor(ctx: HubContext) {
+    this.#ctx = ctx;
+  }
+
+  get clientCount(): number {
+    return this.#clients.size;
+  }
+
+  start(): void {
+    const { bus, config } = this.#ctx;
+    this.#off.push(
+      bus.on('deviceUpdate', (update) => {
+        const prev = this.#pending.get(update.id);
+        this.#pending.set(update.id, prev ? { ...prev, ...update } : update);
+      }),
+      bus.on('storageStatus', (storage) => this.#broadcast({ type: 'storage', storage })),
+    );
+    this.#timer = setInterval(() => this.flush(), config.push.flushIntervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    for (const off of this.#off.splice(0)) off();
+    for (const c of this.#clients) c.socket.close(1001, 'gateway stopping');
+    this.#clients.clear();
+  }
+
+  attach(socket: WebSocket): void {
+    const client: PushClient = { socket, stale: false };
+    this.#clients.add(client);
+    this.#ctx.metrics.wsClients.set(this.#clients.size);
+    socket.on('close', () => {
+      this.#clients.delete(client);
+      this.#ctx.metrics.wsClients.set(this.#clients.size);
+    });
+    socket.on('error', (err) => this.#ctx.log.debug({ err: err.message }, 'websocket error'));
+    this.#send(client, {
+      type: 'hello',
+      protocol: 1,
+      serverTime: Date.now(),
+      site: this.#ctx.siteName,
+      storage: this.#ctx.writer.status,
+    });
+    this.#sendSnapshot(client);
+  }
+
+  /** Sends coalesced updates to every client that keeps up. Runs on the flush timer. */
+  flush(): void {
+    const max = this.#ctx.config.push.maxBufferedBytes;
+    for (const client of this.#clients) {
+      if (client.stale && client.socket.bufferedAmount < max / 4) {
+        client.stale = false;
+        this.#sendSnapshot(client);
+      }
+    }
+    if (this.#pending.size === 0) return;
+    const updates = Array.from(this.#pending.values());
+    this.#pending = new Map();
+    this.#broadcast({ type: 'devices.update', updates });
+  }
+
+  #broadcast(message: ServerMessage): void {
+    if (this.#clients.size === 0) return;
+    const text = JSON.stringify(message);
+    for (const client of this.#clients) this.#sendText(client, text);
+  }
+
+  #sendSnapshot(client: PushClient): void {
+    this.#send(client, { type: 'devices.snapshot', devices: this.#ctx.registry.views() });
+  }
+
+  #send(client: PushClient, message: ServerMessage): void {
+    this.#sendText(client, JSON.stringify(message));
+  }
+
+  #sendText(client: PushClient, text: string): void {
+    if (client.stale || client.socket.readyState !== client.socket.OPEN) return;
+    if (client.socket.bufferedAmount > this.#ctx.config.push.maxBufferedBytes) {
+      client.stale = true;
+      this.#ctx.log.warn('dashboard client is not keeping up; pausing its updates until it drains');
+      return;
+    }
+    client.socket.send(text);
+  }
+}

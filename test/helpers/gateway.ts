@@ -1,0 +1,85 @@
+/**
+ * Builds a real gateway for tests: the shipped config schema and ledger, every port 0, a temp
+ * data dir, anonymous MQTT (credentials are not under test here), logs silent unless
+ * GS_TEST_LOG=debug.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { resolveConfig } from '../../config/load.js';
+import type { LedgerDevice } from '../../config/ledger.js';
+import type { Config } from '../../config/schema.js';
+import { buildGateway, type Gateway, type GatewayOptions } from '../../gateway/src/gateway.js';
+import { createLogger } from '../../gateway/src/log.js';
+
+export const REPO = resolve(import.meta.dirname, '../..');
+export const CONFIG_DIR = join(REPO, 'config');
+
+export function testLogLevel(): 'silent' | 'debug' | 'info' {
+  const l = process.env.GS_TEST_LOG;
+  return l === 'debug' || l === 'info' ? l : 'silent';
+}
+
+export interface TestGateway extends Gateway {
+  config: Config;
+  dataDir: string;
+  /** Stops the gateway and removes its temp dir. */
+  close(): Promise<void>;
+}
+
+export async function startTestGateway(opts: {
+  influxUrl?: string | null;
+  database?: string;
+  ledger?: readonly LedgerDevice[];
+  gateway?: Record<string, unknown>;
+  options?: GatewayOptions;
+} = {}): Promise<TestGateway> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'gs-gateway-'));
+  const { config } = resolveConfig(
+    {
+      log: { level: testLogLevel() },
+      gateway: {
+        mqtt: { host: '127.0.0.1', port: 0, allowAnonymous: true },
+        http: { host: '127.0.0.1', port: 0 },
+        influx:
+          opts.influxUrl === null || opts.influxUrl === undefined
+            ? { enabled: false }
+            : { url: opts.influxUrl, database: opts.database ?? 'greenshield_test', flushIntervalMs: 100 },
+        push: { flushIntervalMs: 50 },
+        dataDir,
+        ...opts.gateway,
+      },
+    },
+    { source: 'test', baseDir: CONFIG_DIR },
+  );
+  const gateway = buildGateway(config, {
+    log: createLogger(config.log.level),
+    ...(opts.ledger ? { ledger: opts.ledger } : {}),
+    ...opts.options,
+  });
+  await gateway.start();
+  return Object.assign(gateway, {
+    config,
+    dataDir,
+    async close() {
+      await gateway.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** Polls `check` until it returns a truthy value or the time runs out. */
+export async function waitFor<T>(check: () => T | Promise<T>, opts: { timeoutMs?: number; what?: string } = {}): Promise<NonNullable<T>> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${(last as Error).message}` : ''}`);
+}
