@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildAgent, type EdgeAgent } from '../../edge-agent/src/agent.js';
 import { createLogger } from '../../gateway/src/log.js';
 import { topics } from '../../protocol/topics.js';
-import { startInfluxd, type InfluxServer } from '../helpers/influxd.js';
+import { startInfluxd, type InfluxServer } from '../../scripts/lib/influxd.js';
 import { startTestGateway, testLogLevel, waitFor, type TestGateway } from '../helpers/gateway.js';
 
 const DB = 'slice_test';

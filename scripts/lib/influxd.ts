@@ -1,10 +1,10 @@
 /**
- * Starts a real InfluxDB 1.x (`influxd` from Debian's `influxdb` package) in a temp dir on free
- * loopback ports, for integration tests; `stop()` kills it and removes the dir. `pause()` and
- * `resume()` send SIGSTOP/SIGCONT, the way a stalled database looks from the outside.
+ * Starts a real InfluxDB 1.x (`influxd` from Debian's `influxdb` package) on loopback: for the
+ * tests (a temp dir, free ports, removed on stop) and for the demo (a kept data dir, the
+ * configured port). `pause()`/`resume()` send SIGSTOP/SIGCONT, the way a stalled database looks.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
@@ -24,12 +24,26 @@ export interface InfluxQueryResponse {
 
 export const INFLUXD = process.env.INFLUXD_BIN ?? '/usr/bin/influxd';
 
-export async function startInfluxd(): Promise<InfluxServer> {
-  const dir = mkdtempSync(join(tmpdir(), 'gs-influxd-'));
+export interface InfluxdOptions {
+  /** Kept data dir (the demo); default a temp dir removed on stop (tests). */
+  dataDir?: string;
+  /** HTTP port; default a free one. */
+  port?: number;
+  /**
+   * Own process group, so a Ctrl-C meant for the demo does not kill the database before the
+   * gateway has flushed into it; the demo stops it last.
+   */
+  detached?: boolean;
+}
+
+export async function startInfluxd(opts: InfluxdOptions = {}): Promise<InfluxServer> {
+  const temporary = opts.dataDir === undefined;
+  const dir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'gs-influxd-'));
+  mkdirSync(dir, { recursive: true });
   let lastError: Error | undefined;
   // A free port can be taken between our check and influxd's bind; try a few times.
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const [httpPort, rpcPort] = [await freePort(), await freePort()];
+  for (let attempt = 0; attempt < (opts.port ? 1 : 3); attempt++) {
+    const [httpPort, rpcPort] = [opts.port ?? (await freePort()), await freePort()];
     const conf = join(dir, 'influxd.conf');
     writeFileSync(
       conf,
@@ -55,7 +69,7 @@ export async function startInfluxd(): Promise<InfluxServer> {
         '',
       ].join('\n'),
     );
-    const child = spawn(INFLUXD, ['-config', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(INFLUXD, ['-config', conf], { stdio: ['ignore', 'ignore', 'pipe'], detached: opts.detached ?? false });
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
@@ -63,13 +77,13 @@ export async function startInfluxd(): Promise<InfluxServer> {
     const url = `http://127.0.0.1:${httpPort}`;
     try {
       await waitForPing(url, child, () => stderr);
-      return makeServer(url, httpPort, child, dir);
+      return makeServer(url, httpPort, child, temporary ? dir : undefined);
     } catch (err) {
       lastError = err as Error;
       child.kill('SIGKILL');
     }
   }
-  rmSync(dir, { recursive: true, force: true });
+  if (temporary) rmSync(dir, { recursive: true, force: true });
   throw lastError ?? new Error('influxd did not start');
 }
 
@@ -88,7 +102,7 @@ async function waitForPing(url: string, child: ChildProcess, stderr: () => strin
   throw new Error(`influxd did not answer /ping within 20 s: ${stderr()}`);
 }
 
-function makeServer(url: string, port: number, child: ChildProcess, dir: string): InfluxServer {
+function makeServer(url: string, port: number, child: ChildProcess, tempDir: string | undefined): InfluxServer {
   return {
     url,
     port,
@@ -102,10 +116,13 @@ function makeServer(url: string, port: number, child: ChildProcess, dir: string)
       if (child.exitCode === null) {
         child.kill('SIGCONT');
         const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGKILL');
+        // Tests throw their data away, so SIGKILL is fine; a kept data dir gets a clean shutdown.
+        child.kill(tempDir ? 'SIGKILL' : 'SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
         await exited;
+        clearTimeout(timer);
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
     },
   };
 }

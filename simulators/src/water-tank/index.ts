@@ -1,0 +1,4 @@
+export { WaterTankModel, DEFAULT_TANK_PHYSICS } from './model.js';
+export type { TankActivity, TankMeasurement, TankModelOptions, TankPhysics, TankSensorFault } from './model.js';
+export { startTankFleet, startTankSimulator } from './simulator.js';
+export type { TankEndpoint, TankFault, TankFleet, TankFleetOptions, TankSimulator, TankSimulatorOptions } from './simulator.js';

@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import { parseTopic, topics } from '../../protocol/topics.js';
+import { validate } from '../../protocol/validate.js';
+import { RecentMessages } from '../../gateway/src/ingest/dedupe.js';
+
+const ts = Date.UTC(2026, 0, 1);
+
+describe('topics', () => {
+  it('round-trips every channel and refuses anything else', () => {
+    expect(parseTopic(topics.telemetry('tank-001'))).toEqual({ scope: 'device', deviceId: 'tank-001', channel: 'telemetry' });
+    expect(parseTopic(topics.agentState('agent-1'))).toEqual({ scope: 'agent', agentId: 'agent-1', channel: 'state' });
+    for (const bad of ['gs/v1/devices/tank-001', 'gs/v2/devices/x/telemetry', 'gs/v1/devices/x/other', 'gs/v1/devices/../telemetry', 'gs/v1/agents/a/event', 'gs/v1/devices/x/telemetry/extra']) {
+      expect(parseTopic(bad), bad).toBeUndefined();
+    }
+  });
+});
+
+describe('payload validation', () => {
+  it('accepts a well-formed tank reading', () => {
+    const r = validate.telemetry('water_tank', JSON.stringify({ ts, seq: 0, values: { levelMm: 1000, levelPercent: 40, volumeM3: 20 } }));
+    expect(r.ok).toBe(true);
+  });
+
+  it.each([
+    ['not JSON', '{', 'not_json'],
+    ['too large', JSON.stringify({ ts, seq: 1, values: { levelMm: 1, levelPercent: 1, volumeM3: 1 }, pad: 'x'.repeat(20_000) }), 'too_large'],
+    ['seconds, not ms', JSON.stringify({ ts: 1_700_000_000, seq: 1, values: { levelMm: 1, levelPercent: 1, volumeM3: 1 } }), 'schema'],
+    ['negative level', JSON.stringify({ ts, seq: 1, values: { levelMm: -1, levelPercent: 1, volumeM3: 1 } }), 'schema'],
+    ['string number', JSON.stringify({ ts, seq: 1, values: { levelMm: '1', levelPercent: 1, volumeM3: 1 } }), 'schema'],
+    ['prototype key', '{"ts":1767225600000,"seq":1,"values":{"levelMm":1,"levelPercent":1,"volumeM3":1},"__proto__":{"admin":true}}', 'schema'],
+    ['camera values on a tank', JSON.stringify({ ts, seq: 1, values: { panDeg: 10 } }), 'schema'],
+    ['array', '[1,2,3]', 'schema'],
+  ])('rejects %s', (_name, payload, reason) => {
+    const r = validate.telemetry('water_tank', payload);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toBe(reason);
+    expect(({} as Record<string, unknown>).admin).toBeUndefined();
+  });
+
+  it('says where a payload is wrong', () => {
+    const r = validate.telemetry('water_tank', JSON.stringify({ ts, seq: 1, values: { levelMm: 1, levelPercent: 101, volumeM3: 1 } }));
+    expect(r).toEqual({ ok: false, reason: 'schema', detail: 'values.levelPercent: must be <= 100' });
+  });
+
+  it('fills the default phase of an event', () => {
+    const r = validate.event(JSON.stringify({ ts, seq: 3, type: 'smoke', bearingDeg: 120.5 }));
+    expect(r.ok && r.value.phase).toBe('pulse');
+  });
+});
+
+describe('duplicate detection', () => {
+  it('drops a repeat of (seq, ts) but not a rebooted device reusing seq with a new ts', () => {
+    const recent = new RecentMessages(4);
+    expect(recent.isDuplicate('d', 'telemetry', 1, ts)).toBe(false);
+    expect(recent.isDuplicate('d', 'telemetry', 1, ts)).toBe(true);
+    expect(recent.isDuplicate('d', 'event', 1, ts)).toBe(false);
+    expect(recent.isDuplicate('d', 'telemetry', 1, ts + 5)).toBe(false);
+    for (let s = 2; s < 10; s++) recent.isDuplicate('d', 'telemetry', s, ts + s);
+    // seq 1 fell out of the 4-entry window: memory stays bounded.
+    expect(recent.isDuplicate('d', 'telemetry', 1, ts + 5)).toBe(false);
+  });
+});
