@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the system programs the tests use are present: influxd (InfluxDB 1.x), mosquitto and
-# its clients, ffmpeg, chromium, mbpoll (an independent Modbus client). As root it installs the
+# its clients, ffmpeg, chromium, mbpoll (an independent Modbus client, GPL, tests only) and a CJK
+# font for the dashboard's screenshots. As root it installs the
 # missing ones from Debian's packages; otherwise it prints the exact command and fails.
 set -euo pipefail
 
@@ -13,10 +14,12 @@ declare -A need=(
 )
 # mosquitto lives in /usr/sbin, which is not on every PATH.
 [ -x /usr/sbin/mosquitto ] || need[__mosquitto]=mosquitto
+# The dashboard speaks Chinese first: screenshots need a CJK font.
+{ command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ]; } || need[__cjkfont]=fonts-wqy-microhei
 
 missing=()
 for bin in "${!need[@]}"; do
-  if [ "$bin" = __mosquitto ] || ! command -v "$bin" >/dev/null 2>&1; then
+  if [[ "$bin" == __* ]] || ! command -v "$bin" >/dev/null 2>&1; then
     missing+=("${need[$bin]}")
   fi
 done

@@ -1,9 +1,8 @@
 /**
  * Debian's Chromium driven by playwright-core; never a downloaded browser. The flags keep it
- * from reaching for the network this machine does not have.
+ * from reaching for the network this machine does not have; Playwright gives each launch a fresh
+ * temporary profile.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 
@@ -20,7 +19,6 @@ export async function launchBrowser(): Promise<Browser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
-      `--user-data-dir=${mkdtempSync(join(tmpdir(), 'gs-chromium-'))}`,
     ],
   });
 }

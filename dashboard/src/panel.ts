@@ -1,0 +1,573 @@
+/**
+ * Everything around the map: connection state, storage banner, language switch and the side panel
+ * (fleet counts, the selected device's card, low tanks, legend). Device names and other data are
+ * always set with textContent; nothing from the gateway is parsed as HTML.
+ */
+import type { StorageStatus, TelemetryValue, DeviceView } from '../../protocol/ws.js';
+import { ApiError, fetchSeries, type ConnState } from './api.js';
+import {
+  KINDS,
+  STATUSES,
+  TANK_CRITICAL_PERCENT,
+  TANK_LOW_PERCENT,
+  numericValue,
+  tankBand,
+  tankLevel,
+  type DeviceStore,
+} from './devices.js';
+import { LANGS, type I18n, type MessageKey } from './i18n.js';
+import { KIND_STYLE, STATUS_STROKE, TANK_BAND_COLOR } from './map.js';
+
+// ---- DOM helpers ------------------------------------------------------------------------------
+
+type Child = Node | string;
+
+/** createElement with attributes; string children become text nodes (never HTML). */
+function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  ...children: Child[]
+): HTMLElementTagNameMap[K] {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, value);
+  el.append(...children);
+  return el;
+}
+
+function swatch(shape: string, fill: string, stroke: string): HTMLElement {
+  const el = h('span', { class: `swatch shape-${shape}`, 'aria-hidden': 'true' });
+  el.style.backgroundColor = fill;
+  el.style.borderColor = stroke;
+  return el;
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string>): SVGElementTagNameMap[K] {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, value);
+  return el;
+}
+
+// ---- value formatting -------------------------------------------------------------------------
+
+/** Unit and decimals per known telemetry field (protocol/payloads.ts); unknown fields show raw. */
+const FIELD_FORMAT: Record<string, { unit: string; digits: number }> = {
+  levelMm: { unit: 'mm', digits: 0 },
+  levelPercent: { unit: '%', digits: 1 },
+  volumeM3: { unit: 'm³', digits: 1 },
+  temperatureC: { unit: '°C', digits: 1 },
+  panDeg: { unit: '°', digits: 1 },
+  tiltDeg: { unit: '°', digits: 1 },
+  zoom: { unit: '', digits: 1 },
+  fps: { unit: 'fps', digits: 0 },
+  volume: { unit: '', digits: 0 },
+};
+
+function formatValue(i18n: I18n, field: string, value: TelemetryValue): string {
+  if (typeof value === 'boolean') return i18n.t(value ? 'value.true' : 'value.false');
+  if (typeof value === 'string') {
+    const key = `${field}.${value}`;
+    return i18n.has(key) ? i18n.t(key) : value;
+  }
+  if (field === 'sensorStatus') return `0x${value.toString(16).toUpperCase().padStart(4, '0')}`;
+  const format = FIELD_FORMAT[field];
+  if (!format) return i18n.number(value, Number.isInteger(value) ? 0 : 2);
+  const n = i18n.number(value, format.digits);
+  return format.unit ? `${n} ${format.unit}` : n;
+}
+
+/** Fixed "63.2 %" form (not locale-formatted) so operators and tests read the same string. */
+export const formatPercent = (v: number): string => `${v.toFixed(1)} %`;
+
+// ---- tank history sparkline -------------------------------------------------------------------
+
+const SERIES_WINDOW_MS = 24 * 3600 * 1000;
+
+/** 24 h of levelPercent from the series API, extended live from updates while the card is open. */
+class TankHistory {
+  readonly el = h('div', { class: 'series', 'data-testid': 'tank-series' });
+  readonly #i18n: I18n;
+  readonly #deviceId: string;
+  readonly #abort = new AbortController();
+  #points: Array<[number, number]> = [];
+  #state: 'loading' | 'ready' | 'storageDown' | 'storageDisabled' | 'failed' = 'loading';
+  #error = '';
+
+  /** `storage` is the gateway's current storage state, to explain a missing history correctly. */
+  constructor(i18n: I18n, deviceId: string, storage: () => StorageStatus['state'] | null) {
+    this.#i18n = i18n;
+    this.#deviceId = deviceId;
+    if (storage() === 'disabled') {
+      // Nothing is stored, so there is nothing to ask for; live readings still draw the chart.
+      this.#state = 'storageDisabled';
+    } else {
+      void this.#load(storage);
+    }
+    this.render();
+  }
+
+  dispose(): void {
+    this.#abort.abort();
+  }
+
+  /** A live reading; ignored if it is not newer than what the chart has. */
+  append(ts: number, value: number): void {
+    const last = this.#points.at(-1);
+    if (last && ts <= last[0]) return;
+    this.#points.push([ts, value]);
+    if (this.#state === 'ready' || this.#state === 'storageDisabled') this.render();
+  }
+
+  async #load(storage: () => StorageStatus['state'] | null): Promise<void> {
+    const to = Date.now();
+    try {
+      const series = await fetchSeries(this.#deviceId, 'levelPercent', to - SERIES_WINDOW_MS, to, this.#abort.signal);
+      // Live points that arrived while loading are newer than the stored ones; keep them after.
+      const lastStored = series.points.at(-1)?.[0] ?? -Infinity;
+      this.#points = [...series.points, ...this.#points.filter(([ts]) => ts > lastStored)];
+      this.#state = 'ready';
+    } catch (err) {
+      if (this.#abort.signal.aborted) return;
+      const unavailable = err instanceof ApiError && err.status === 503;
+      this.#state = !unavailable ? 'failed' : storage() === 'disabled' ? 'storageDisabled' : 'storageDown';
+      this.#error = err instanceof Error ? err.message : String(err);
+    }
+    this.render();
+  }
+
+  render(): void {
+    const t = this.#i18n.t.bind(this.#i18n);
+    const title = h('h3', {}, t('series.title'));
+    this.el.dataset.state = this.#state;
+    const drawable = (this.#state === 'ready' || this.#state === 'storageDisabled') && this.#points.length >= 2;
+    if (!drawable) {
+      const text =
+        this.#state === 'loading'
+          ? t('series.loading')
+          : this.#state === 'storageDown'
+            ? t('series.storageDown')
+            : this.#state === 'storageDisabled'
+              ? t('series.storageDisabled')
+              : this.#state === 'failed'
+                ? t('series.failed', { message: this.#error })
+                : t('series.empty');
+      this.el.replaceChildren(title, h('p', { class: 'muted' }, text));
+      return;
+    }
+    const W = 320;
+    const H = 72;
+    const now = Date.now();
+    const from = now - SERIES_WINDOW_MS;
+    const x = (ts: number) => ((Math.max(ts, from) - from) / SERIES_WINDOW_MS) * W;
+    const y = (v: number) => H - (Math.min(Math.max(v, 0), 100) / 100) * H;
+    const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', class: 'sparkline', role: 'img' });
+    for (const [level, cls] of [
+      [TANK_LOW_PERCENT, 'threshold-low'],
+      [TANK_CRITICAL_PERCENT, 'threshold-critical'],
+    ] as const) {
+      chart.append(svg('line', { x1: '0', x2: String(W), y1: String(y(level)), y2: String(y(level)), class: cls }));
+    }
+    const points = this.#points.filter(([ts]) => ts >= from).map(([ts, v]) => `${x(ts).toFixed(1)},${y(v).toFixed(1)}`);
+    chart.append(svg('polyline', { points: points.join(' '), class: 'level-line' }));
+    this.el.replaceChildren(title, chart);
+  }
+}
+
+// ---- the panel --------------------------------------------------------------------------------
+
+export interface PanelElements {
+  panel: HTMLElement;
+  connState: HTMLElement;
+  storageBanner: HTMLElement;
+  siteName: HTMLElement;
+  langSwitch: HTMLElement;
+}
+
+export interface PanelOptions {
+  elements: PanelElements;
+  i18n: I18n;
+  store: DeviceStore;
+  /** A device picked in the panel (low-tank list), or null when the card is closed. */
+  onSelect: (id: string | null) => void;
+}
+
+interface OpenCard {
+  id: string;
+  el: HTMLElement;
+  history: TankHistory | null;
+  lastValuesTs: number | null;
+}
+
+const LOW_TANKS_SHOWN = 8;
+
+export class Panel {
+  readonly #el: PanelElements;
+  readonly #i18n: I18n;
+  readonly #store: DeviceStore;
+  readonly #onSelect: (id: string | null) => void;
+  readonly #countsSection = h('section', { class: 'counts' });
+  readonly #cardSlot = h('div', { class: 'card-slot' });
+  readonly #lowTankTitle = h('span');
+  readonly #lowTankBadge = h('span', { class: 'badge' });
+  readonly #lowTankList = h('ul');
+  readonly #lowTankNote = h('p', { class: 'muted' });
+  readonly #lowTanksSection = h(
+    'section',
+    { class: 'low-tanks', 'data-testid': 'low-tanks' },
+    h('h2', {}, this.#lowTankTitle, this.#lowTankBadge),
+    this.#lowTankList,
+    this.#lowTankNote,
+  );
+  #lowTankRows = new Map<string, HTMLLIElement>();
+  readonly #legendSection = h('section', { class: 'legend' });
+  #conn: { state: ConnState; attempt: number } = { state: 'connecting', attempt: 0 };
+  #storage: StorageStatus | null = null;
+  #siteName = '';
+  #gridNames = new Map<string, string>();
+  #card: OpenCard | null = null;
+
+  constructor(options: PanelOptions) {
+    this.#el = options.elements;
+    this.#i18n = options.i18n;
+    this.#store = options.store;
+    this.#onSelect = options.onSelect;
+    this.#el.panel.replaceChildren(this.#countsSection, this.#cardSlot, this.#lowTanksSection, this.#legendSection);
+    this.#i18n.onChange(() => this.renderAll());
+    // Relative times ("12 秒前") age even when no message arrives.
+    setInterval(() => this.#refreshCardTimes(), 1000);
+    this.renderAll();
+  }
+
+  setSite(name: string, gridNames: Map<string, string>): void {
+    this.#siteName = name;
+    this.#gridNames = gridNames;
+    this.#el.siteName.textContent = name;
+    if (this.#card) this.#rebuildCard();
+  }
+
+  setConnState(state: ConnState, attempt: number): void {
+    this.#conn = { state, attempt };
+    this.#renderConn();
+  }
+
+  setStorage(status: StorageStatus): void {
+    this.#storage = status;
+    this.#renderStorage();
+  }
+
+  /** Opens the card for `id` (or closes it for null). */
+  showDevice(id: string | null): void {
+    if (this.#card?.id === id) return;
+    this.#card?.history?.dispose();
+    this.#card = null;
+    if (id !== null) this.#card = { id, el: h('section'), history: null, lastValuesTs: null };
+    this.#rebuildCard();
+  }
+
+  get selectedId(): string | null {
+    return this.#card?.id ?? null;
+  }
+
+  /** After a snapshot or an update batch: counts, low tanks, and the card if its device changed. */
+  devicesChanged(changed: readonly DeviceView[] | 'all'): void {
+    this.#renderCounts();
+    this.#renderLowTanks();
+    const card = this.#card;
+    if (!card) return;
+    // A snapshot may change what the device is (or drop it), so the card is rebuilt, not just refilled.
+    if (changed === 'all') this.#rebuildCard();
+    else if (changed.some((d) => d.id === card.id)) this.#fillCard();
+  }
+
+  renderAll(): void {
+    this.#i18n.applyStatic(document);
+    this.#el.siteName.textContent = this.#siteName;
+    this.#renderLangSwitch();
+    this.#renderConn();
+    this.#renderStorage();
+    this.#renderCounts();
+    this.#renderLowTanks();
+    this.#renderLegend();
+    this.#rebuildCard();
+  }
+
+  // ---- header and banner --------------------------------------------------------------------
+
+  #renderLangSwitch(): void {
+    const buttons = LANGS.map((lang) => {
+      const b = h('button', { type: 'button', lang, 'aria-pressed': String(lang === this.#i18n.lang) }, this.#i18n.tIn(lang, 'lang.name'));
+      b.addEventListener('click', () => this.#i18n.setLang(lang));
+      return b;
+    });
+    this.#el.langSwitch.setAttribute('aria-label', this.#i18n.t('lang.label'));
+    this.#el.langSwitch.replaceChildren(...buttons);
+  }
+
+  #renderConn(): void {
+    const { state, attempt } = this.#conn;
+    const el = this.#el.connState;
+    el.dataset.state = state;
+    el.textContent = this.#i18n.t(`conn.${state}`, { attempt });
+    // Marker colours are stale while disconnected; the page dims them (styles.css).
+    document.body.dataset.conn = state;
+  }
+
+  #renderStorage(): void {
+    const el = this.#el.storageBanner;
+    const status = this.#storage;
+    el.dataset.state = status?.state ?? 'pending';
+    if (!status || status.state === 'ok') {
+      el.hidden = true;
+      el.replaceChildren();
+      return;
+    }
+    el.hidden = false;
+    el.setAttribute('role', status.state === 'down' ? 'alert' : 'status');
+    const parts: Child[] = [h('strong', {}, this.#i18n.t(status.state === 'down' ? 'storage.down' : 'storage.disabled'))];
+    // 'disabled' is fully said by the translated text; for 'down' the server's reason helps the operator.
+    const detail = status.state === 'down' ? [status.url, status.message].filter((s): s is string => !!s).join(' — ') : '';
+    if (detail) parts.push(h('span', { class: 'banner-detail' }, detail));
+    el.replaceChildren(...parts);
+  }
+
+  // ---- counts -------------------------------------------------------------------------------
+
+  #renderCounts(): void {
+    const t = this.#i18n.t.bind(this.#i18n);
+    const counts = this.#store.counts();
+    const head = h(
+      'tr',
+      {},
+      h('th', { scope: 'col' }, t('counts.kind')),
+      h('th', { scope: 'col', class: 'num' }, t('counts.total')),
+      ...STATUSES.map((s) => h('th', { scope: 'col', class: `num status-${s}` }, t(`status.${s}`))),
+    );
+    const rows = KINDS.map((kind) => {
+      const c = counts[kind];
+      const style = KIND_STYLE[kind];
+      return h(
+        'tr',
+        {
+          'data-testid': `count-${kind}`,
+          'data-total': String(c.total),
+          'data-online': String(c.online),
+          'data-offline': String(c.offline),
+          'data-unknown': String(c.unknown),
+        },
+        h('th', { scope: 'row' }, swatch(style.shape, style.color, STATUS_STROKE.online), t(`kind.${kind}`)),
+        h('td', { class: 'num total' }, String(c.total)),
+        ...STATUSES.map((s) => h('td', { class: `num status-${s}${c[s] > 0 ? '' : ' zero'}`, 'data-status': s }, String(c[s]))),
+      );
+    });
+    this.#countsSection.replaceChildren(
+      h('h2', {}, t('counts.title')),
+      h('table', { class: 'count-table' }, h('thead', {}, head), h('tbody', {}, ...rows)),
+    );
+  }
+
+  // ---- low tanks ----------------------------------------------------------------------------
+
+  #renderLowTanks(): void {
+    const t = this.#i18n.t.bind(this.#i18n);
+    const low: Array<{ d: DeviceView; level: number }> = [];
+    for (const d of this.#store.all()) {
+      const level = tankLevel(d);
+      if (level !== undefined && level < TANK_LOW_PERCENT) low.push({ d, level });
+    }
+    low.sort((a, b) => a.level - b.level);
+    const shown = low.slice(0, LOW_TANKS_SHOWN);
+    // Rows are reused per tank: the list refreshes with every update batch, and a button replaced
+    // between mousedown and mouseup would swallow the operator's click.
+    const rows = new Map<string, HTMLLIElement>();
+    for (const { d, level } of shown) {
+      const li = this.#lowTankRows.get(d.id) ?? this.#lowTankRow(d.id);
+      const button = li.firstElementChild as HTMLButtonElement;
+      button.className = `low-tank band-${tankBand(level)}`;
+      const [nameEl, levelEl] = button.children;
+      if (nameEl) nameEl.textContent = d.name;
+      if (levelEl) levelEl.textContent = formatPercent(level);
+      rows.set(d.id, li);
+    }
+    this.#lowTankRows = rows;
+    this.#lowTankList.replaceChildren(...rows.values());
+    this.#lowTankBadge.textContent = String(low.length);
+    this.#lowTankTitle.textContent = t('lowTanks.title');
+    this.#lowTankNote.textContent =
+      low.length === 0 ? t('lowTanks.none') : low.length > shown.length ? t('lowTanks.more', { count: low.length - shown.length }) : '';
+    this.#lowTankNote.hidden = this.#lowTankNote.textContent === '';
+  }
+
+  #lowTankRow(id: string): HTMLLIElement {
+    const button = h(
+      'button',
+      { type: 'button', class: 'low-tank', 'data-device-id': id },
+      h('span', { class: 'low-tank-name' }),
+      h('span', { class: 'low-tank-level' }),
+    );
+    button.addEventListener('click', () => this.#onSelect(id));
+    return h('li', {}, button);
+  }
+
+  // ---- legend -------------------------------------------------------------------------------
+
+  #renderLegend(): void {
+    const t = this.#i18n.t.bind(this.#i18n);
+    const kinds = KINDS.map((kind) => {
+      const s = KIND_STYLE[kind];
+      return h('li', {}, swatch(s.shape, s.color, STATUS_STROKE.online), t(`kind.${kind}`));
+    });
+    const bands = (['ok', 'warning', 'danger', 'none'] as const).map((band) =>
+      h('li', {}, swatch(KIND_STYLE.water_tank.shape, TANK_BAND_COLOR[band], STATUS_STROKE.online), t(`tank.band.${band}`)),
+    );
+    this.#legendSection.replaceChildren(
+      h('h2', {}, t('legend.title')),
+      h('ul', { class: 'legend-list' }, ...kinds),
+      h('ul', { class: 'legend-list' }, ...bands),
+      h('p', { class: 'muted' }, t('tank.thresholds', { low: TANK_LOW_PERCENT, critical: TANK_CRITICAL_PERCENT })),
+      h('p', { class: 'muted' }, t('legend.statusStroke')),
+    );
+  }
+
+  // ---- device card --------------------------------------------------------------------------
+
+  /** Builds the card skeleton for the selected device; #fillCard writes the live parts. */
+  #rebuildCard(): void {
+    const card = this.#card;
+    if (!card) {
+      this.#cardSlot.replaceChildren();
+      return;
+    }
+    const t = this.#i18n.t.bind(this.#i18n);
+    const d = this.#store.get(card.id);
+    const close = h('button', { type: 'button', class: 'card-close', 'aria-label': t('card.close'), title: t('card.close') }, '×');
+    close.addEventListener('click', () => this.#onSelect(null));
+    const el = h('section', { class: 'device-card', 'data-testid': 'device-card', 'data-device-id': card.id });
+    const header = h('header', {}, h('h2', { class: 'card-name' }), close);
+    el.append(header);
+    if (d?.kind === 'water_tank') {
+      el.append(
+        h(
+          'div',
+          { class: 'tank' },
+          h(
+            'div',
+            { class: 'tank-figures' },
+            h('div', { class: 'tank-figure' }, h('span', { class: 'figure-label' }, t('tank.level')), h('span', { class: 'tank-level', 'data-testid': 'tank-level' })),
+            h('div', { class: 'tank-figure' }, h('span', { class: 'figure-label' }, t('tank.volume')), h('span', { class: 'tank-volume', 'data-testid': 'tank-volume' })),
+          ),
+          h('div', { class: 'tank-bar' }, h('div', { class: 'tank-bar-fill' }), this.#thresholdMark(TANK_LOW_PERCENT), this.#thresholdMark(TANK_CRITICAL_PERCENT)),
+          h('div', { class: 'tank-band' }),
+        ),
+      );
+    }
+    const facts: Array<[MessageKey, string]> = [
+      ['card.id', 'id'],
+      ['card.kind', 'kind'],
+      ['card.status', 'status'],
+      ['card.grid', 'grid'],
+      ['card.community', 'community'],
+      ['card.lastSeen', 'lastSeen'],
+      ['card.valuesTs', 'valuesTs'],
+    ];
+    el.append(
+      h('dl', { class: 'facts' }, ...facts.flatMap(([label, field]) => [h('dt', {}, t(label)), h('dd', { 'data-field': field })])),
+      h('h3', {}, t('card.values')),
+      h('dl', { class: 'values' }),
+    );
+    if (d?.kind === 'water_tank') {
+      card.history ??= new TankHistory(this.#i18n, card.id, () => this.#storage?.state ?? null);
+      card.history.render();
+      el.append(card.history.el);
+    }
+    card.el = el;
+    this.#cardSlot.replaceChildren(el);
+    this.#fillCard();
+  }
+
+  #thresholdMark(percent: number): HTMLElement {
+    const mark = h('div', { class: 'tank-threshold' });
+    mark.style.left = `${percent}%`;
+    return mark;
+  }
+
+  #fillCard(): void {
+    const card = this.#card;
+    if (!card) return;
+    const t = this.#i18n.t.bind(this.#i18n);
+    const el = card.el;
+    const d = this.#store.get(card.id);
+    const name = el.querySelector<HTMLElement>('.card-name');
+    if (!d) {
+      if (name) name.textContent = card.id;
+      el.dataset.status = 'gone';
+      el.querySelector('.values')?.replaceChildren(h('dd', { class: 'muted' }, t('card.gone')));
+      return;
+    }
+    if (name) name.textContent = d.name;
+    el.dataset.kind = d.kind;
+    el.dataset.status = d.status;
+
+    const set = (field: string, ...content: Child[]) => el.querySelector(`.facts dd[data-field="${field}"]`)?.replaceChildren(...content);
+    set('id', d.id);
+    set('kind', t(`kind.${d.kind}`));
+    set('status', h('span', { class: `status-dot status-${d.status}` }), t(`status.${d.status}`));
+    const gridName = this.#gridNames.get(d.grid);
+    set('grid', gridName && gridName !== d.grid ? `${d.grid} · ${gridName}` : d.grid);
+    set('community', d.community);
+    this.#refreshCardTimes();
+
+    if (d.kind === 'water_tank') {
+      const level = tankLevel(d);
+      const volume = numericValue(d, 'volumeM3');
+      const band = tankBand(level);
+      const levelEl = el.querySelector<HTMLElement>('.tank-level');
+      if (levelEl) {
+        levelEl.textContent = level !== undefined ? formatPercent(level) : '—';
+        levelEl.dataset.band = band;
+      }
+      const volumeEl = el.querySelector<HTMLElement>('.tank-volume');
+      // Same formatter as the value list below, so the two never disagree in the last digit.
+      if (volumeEl) volumeEl.textContent = volume !== undefined ? formatValue(this.#i18n, 'volumeM3', volume) : '—';
+      const fill = el.querySelector<HTMLElement>('.tank-bar-fill');
+      if (fill) {
+        fill.style.width = `${Math.min(Math.max(level ?? 0, 0), 100)}%`;
+        fill.style.backgroundColor = TANK_BAND_COLOR[band];
+      }
+      const bandEl = el.querySelector<HTMLElement>('.tank-band');
+      if (bandEl) {
+        bandEl.dataset.band = band;
+        bandEl.textContent = t(`tank.band.${band}`);
+      }
+      if (level !== undefined && d.valuesTs !== null && d.valuesTs !== card.lastValuesTs) {
+        card.lastValuesTs = d.valuesTs;
+        card.history?.append(d.valuesTs, level);
+      }
+    }
+
+    const entries = Object.entries(d.values).sort(([a], [b]) => a.localeCompare(b));
+    const values = el.querySelector('.values');
+    if (values) {
+      values.replaceChildren(
+        ...(entries.length === 0
+          ? [h('dd', { class: 'muted' }, t('card.noValues'))]
+          : entries.flatMap(([field, value]) => {
+              const key = `field.${field}`;
+              return [h('dt', {}, this.#i18n.has(key) ? t(key) : field), h('dd', { 'data-field': field }, formatValue(this.#i18n, field, value))];
+            })),
+      );
+    }
+  }
+
+  #refreshCardTimes(): void {
+    const card = this.#card;
+    if (!card) return;
+    const d = this.#store.get(card.id);
+    if (!d) return;
+    const when = (ms: number | null): string =>
+      ms === null ? this.#i18n.t('card.never') : `${this.#i18n.dateTime(ms)} (${this.#i18n.relative(ms)})`;
+    const lastSeen = card.el.querySelector('.facts dd[data-field="lastSeen"]');
+    if (lastSeen) lastSeen.textContent = when(d.lastSeen);
+    const valuesTs = card.el.querySelector('.facts dd[data-field="valuesTs"]');
+    if (valuesTs) valuesTs.textContent = when(d.valuesTs);
+  }
+}
