@@ -11,7 +11,8 @@ import { createLogger } from './log.js';
 const { values } = parseArgs({ options: { config: { type: 'string', short: 'c', default: 'config/gateway.yaml' } } });
 
 try {
-  const { config } = loadConfig(values.config);
+  const { config, source } = loadConfig(values.config);
+  if (!config.gateway) throw new ConfigError(source, ['gateway: section is required to run a gateway']);
   const log = createLogger(config.log.level, { pretty: process.stdout.isTTY });
   const gateway = buildGateway(config, { log });
   await gateway.start();
