@@ -3,7 +3,7 @@
  * fills defaults from the schema and rejects anything else with `path: reason`.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { parse as parseYaml } from 'yaml';
@@ -83,12 +83,30 @@ export function applyEnvOverrides(doc: Record<string, unknown>, env: NodeJS.Proc
   return applied;
 }
 
-const PATH_KEYS: Array<[string, string]> = [
-  ['site', 'geojson'],
-  ['ledger', 'file'],
-  ['gateway', 'dataDir'],
-  ['agent', 'outboxFile'],
+/** File paths in the config, resolved against the config file's directory. */
+const PATH_KEYS = [
+  'site.geojson',
+  'ledger.file',
+  'gateway.dataDir',
+  'gateway.mqtt.credentialsFile',
+  'gateway.mqtt.tls.certFile',
+  'gateway.mqtt.tls.keyFile',
+  'gateway.spool.dir',
+  'agent.outboxFile',
 ];
+
+function resolvePaths(config: Record<string, unknown>, baseDir: string): void {
+  for (const dotted of PATH_KEYS) {
+    const keys = dotted.split('.');
+    const last = keys.pop()!;
+    let node: unknown = config;
+    for (const k of keys) node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[k] : undefined;
+    if (typeof node !== 'object' || node === null) continue;
+    const holder = node as Record<string, unknown>;
+    const value = holder[last];
+    if (typeof value === 'string' && !isAbsolute(value)) holder[last] = resolve(baseDir, value);
+  }
+}
 
 export interface LoadedConfig {
   config: Config;
@@ -106,11 +124,8 @@ export function resolveConfig(doc: unknown, opts: { source: string; baseDir: str
   const envOverrides = applyEnvOverrides(copy, opts.env ?? {});
   if (!validateConfig(copy)) throw new ConfigError(opts.source, problemsOf(validateConfig.errors ?? []));
   const config = copy as Config;
-  for (const [section, key] of PATH_KEYS) {
-    const sec = (config as unknown as Record<string, Record<string, unknown> | undefined>)[section];
-    const value = sec?.[key];
-    if (sec && typeof value === 'string' && !isAbsolute(value)) sec[key] = resolve(opts.baseDir, value);
-  }
+  resolvePaths(copy, opts.baseDir);
+  if (config.gateway && config.gateway.spool.dir === undefined) config.gateway.spool.dir = join(config.gateway.dataDir, 'spool');
   return { config, source: opts.source, envOverrides };
 }
 

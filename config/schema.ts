@@ -50,6 +50,39 @@ export const GatewayConfig = Type.Object(
         port: port(1883),
         /** Development only: lets clients connect without credentials. */
         allowAnonymous: Type.Boolean({ default: false }),
+        /**
+         * Hashed MQTT secrets per agent or device (written by `npm run credentials`); relative to
+         * the config file. Missing file = no credentials.
+         */
+        credentialsFile: Type.String({ default: 'credentials.yaml' }),
+        /** MQTT over TLS (mqtts); off unless a port is set. */
+        tls: Type.Object(
+          {
+            port: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()], { default: null }),
+            certFile: Type.Optional(Type.String()),
+            keyFile: Type.Optional(Type.String()),
+          },
+          { ...strict, default: {} },
+        ),
+        /** MQTT over WebSocket on the HTTP port, at this path; null turns it off. */
+        websocketPath: Type.Union([Type.String({ pattern: '^/[A-Za-z0-9/_-]*$' }), Type.Null()], { default: '/mqtt' }),
+      },
+      { ...strict, default: {} },
+    ),
+    /**
+     * The gateway's write-ahead spool: a QoS1 PUBACK is sent only once the message is on disk
+     * here, and InfluxDB is fed from it; what InfluxDB has acknowledged is trimmed.
+     */
+    spool: Type.Object(
+      {
+        /** Relative to the config file; default <dataDir>/spool. */
+        dir: Type.Optional(Type.String()),
+        /** Disk cap; past it new telemetry is refused (not acknowledged) until InfluxDB catches up. */
+        maxBytes: Type.Integer({ minimum: 1024 * 1024, default: 2 * 1024 * 1024 * 1024 }),
+        /** fsync each group commit (off only for benchmarks of the bare path). */
+        fsync: Type.Boolean({ default: true }),
+        /** Longest a message waits for its group commit. */
+        commitIntervalMs: Type.Integer({ minimum: 0, maximum: 1000, default: 2 }),
       },
       { ...strict, default: {} },
     ),
