@@ -1,18 +1,23 @@
 /**
- * Batches points into InfluxDB: a batch goes when it reaches `batchSize` or its oldest point is
- * `flushIntervalMs` old, one write in flight at a time, a failed write retried with exponential
- * back-off (the batch stays at the head, so order is kept). While InfluxDB is down, points wait
- * in memory up to `maxBufferedPoints`; past that the oldest are dropped and counted. Status
- * changes ('ok' / 'down') go onto the bus so the dashboard can say so.
+ * Feeds InfluxDB from the spool. Every point is first appended to the spool (durable by group
+ * commit; the broker's PUBACK waits for it); the drain loop then sends what is committed in
+ * batches of up to `batchSize` lines, one write in flight, oldest first. A batch goes when it is
+ * full or when its oldest line has waited `flushIntervalMs`. A failed write is retried with
+ * exponential back-off from the same position, so order is kept and nothing is skipped; lines
+ * InfluxDB itself refuses (bad data) are counted and passed over, since retrying cannot help.
+ * Status changes ('ok' / 'down') go onto the bus so the dashboard can say so.
  */
 import type { Logger } from 'pino';
-import type { InfluxConfig } from '../../../config/schema.js';
+import type { GatewayConfig, InfluxConfig } from '../../../config/schema.js';
 import type { Bus } from '../bus.js';
 import type { Metrics } from '../metrics.js';
-import type { SeriesPoint, SeriesQuery, SeriesTarget, StorageStatus } from './types.js';
+import { toLine } from './line-protocol.js';
+import { Spool } from './spool.js';
+import { RejectedWriteError, type SeriesPoint, type SeriesQuery, type SeriesTarget, type StorageStatus } from './types.js';
 
 export interface WriterContext {
   config: InfluxConfig;
+  spool: GatewayConfig['spool'] & { dir: string };
   log: Logger;
   bus: Bus;
   metrics: Metrics;
@@ -20,13 +25,13 @@ export interface WriterContext {
 }
 
 const MAX_BACKOFF_MS = 30_000;
+const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 
 export class SeriesWriter {
   readonly #ctx: WriterContext;
-  #queue: SeriesPoint[] = [];
-  #oldestAt = 0;
-  #timer: NodeJS.Timeout | undefined;
-  #writing: Promise<void> | undefined;
+  readonly #spool: Spool | undefined;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #draining: Promise<void> | undefined;
   #backoffMs = 0;
   #retryTimer: NodeJS.Timeout | undefined;
   #status: StorageStatus;
@@ -37,49 +42,74 @@ export class SeriesWriter {
     this.#status = ctx.target
       ? { state: 'down', url: ctx.target.url, message: 'connecting' }
       : { state: 'disabled', url: null, message: 'time-series storage is disabled in the config' };
+    if (ctx.target) {
+      this.#spool = new Spool({
+        dir: ctx.spool.dir,
+        maxBytes: ctx.spool.maxBytes,
+        fsync: ctx.spool.fsync,
+        commitIntervalMs: ctx.spool.commitIntervalMs,
+        log: ctx.log.child({ part: 'spool' }),
+        onCommit: (seconds, bytes) => {
+          ctx.metrics.spoolCommitSeconds.observe(seconds);
+          ctx.metrics.spoolBytes.set(this.#spool?.bytes ?? 0);
+          void bytes;
+          if ((this.#spool?.backlog ?? 0) >= ctx.config.batchSize) this.#kick();
+        },
+      });
+    }
   }
 
   get status(): StorageStatus {
     return this.#status;
   }
 
+  /** Points accepted and not yet in InfluxDB. */
   get buffered(): number {
-    return this.#queue.length;
+    return this.#spool?.backlog ?? 0;
+  }
+
+  /** True when the spool is at its disk cap: new points must be refused. */
+  get full(): boolean {
+    return this.#spool?.full ?? false;
   }
 
   async start(): Promise<void> {
     const { target, log } = this.#ctx;
-    if (!target) {
+    if (!target || !this.#spool) {
       log.warn('InfluxDB disabled: readings are shown live but not stored');
       return;
     }
+    await this.#spool.open();
+    this.#ctx.metrics.bufferedPoints.set(this.buffered);
     try {
       await target.connect();
       this.#setStatus({ state: 'ok', url: target.url, message: null });
       log.info({ url: target.url, database: this.#ctx.config.database }, 'InfluxDB connected');
+      if (this.buffered > 0) this.#kick();
     } catch (err) {
-      // Not fatal: the gateway serves live data and keeps trying; the dashboard shows the outage.
+      // Not fatal: the gateway serves live data, spools to disk and keeps trying.
       this.#setStatus({ state: 'down', url: target.url, message: (err as Error).message });
-      log.warn({ url: target.url, err: (err as Error).message }, 'InfluxDB unreachable: readings are NOT being stored; retrying');
+      log.warn({ url: target.url, err: (err as Error).message }, 'InfluxDB unreachable: points are spooled to disk until it is back; retrying');
       this.#scheduleRetry();
     }
   }
 
+  /** Appends a point to the spool; it becomes durable with the next group commit (see barrier). */
   write(point: SeriesPoint): void {
-    if (!this.#ctx.target || this.#stopped) return;
-    if (this.#queue.length === 0) this.#oldestAt = Date.now();
-    this.#queue.push(point);
-    const max = this.#ctx.config.maxBufferedPoints;
-    if (this.#queue.length > max) {
-      const excess = this.#queue.length - max;
-      this.#queue.splice(0, excess);
-      this.#ctx.metrics.pointsDropped.inc(excess);
+    const spool = this.#spool;
+    if (!spool || this.#stopped) return;
+    const line = toLine(point);
+    if (line === undefined) return;
+    spool.append(line);
+    this.#ctx.metrics.bufferedPoints.set(spool.backlog);
+    if (!this.#flushTimer && !this.#retryTimer && !this.#draining) {
+      this.#flushTimer = setTimeout(() => this.#kick(), this.#ctx.config.flushIntervalMs);
     }
-    this.#ctx.metrics.bufferedPoints.set(this.#queue.length);
-    if (this.#queue.length >= this.#ctx.config.batchSize) this.#kick();
-    else if (!this.#timer && !this.#retryTimer) {
-      this.#timer = setTimeout(() => this.#kick(), this.#ctx.config.flushIntervalMs);
-    }
+  }
+
+  /** Resolves when every point written so far is on disk; undefined if nothing is pending. */
+  barrier(): Promise<void> | undefined {
+    return this.#spool?.barrier();
   }
 
   query(q: SeriesQuery): Promise<Array<[number, number]>> {
@@ -87,60 +117,72 @@ export class SeriesWriter {
     return this.#ctx.target.query(q);
   }
 
-  /** Writes what is buffered (one attempt per batch), then stops. */
+  /** Stops: commits the spool, and gives InfluxDB a few seconds to take what is waiting. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#timer);
+    clearTimeout(this.#flushTimer);
     clearTimeout(this.#retryTimer);
-    await this.#writing;
-    if (this.#status.state === 'ok') {
-      while (this.#queue.length > 0 && this.#status.state === 'ok') await this.#flushOnce();
+    this.#retryTimer = undefined;
+    const spool = this.#spool;
+    if (!spool) return;
+    await spool.barrier()?.catch(() => undefined);
+    await this.#draining;
+    const deadline = Date.now() + 5000;
+    while (this.#status.state === 'ok' && spool.backlog > 0 && Date.now() < deadline) {
+      if (!(await this.#writeOne())) break;
     }
-    if (this.#queue.length > 0) this.#ctx.log.warn({ points: this.#queue.length }, 'stopped with points not written to InfluxDB');
+    if (spool.backlog > 0) this.#ctx.log.info({ points: spool.backlog }, 'stopped with points still in the spool; they are written at the next start');
+    await spool.close();
   }
 
   #kick(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#writing || this.#retryTimer) return;
-    this.#writing = this.#drain().finally(() => {
-      this.#writing = undefined;
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#draining || this.#retryTimer || this.#stopped) return;
+    this.#draining = this.#drain().finally(() => {
+      this.#draining = undefined;
+      // Lines committed while we were writing get their own timer.
+      if (!this.#stopped && !this.#retryTimer && (this.#spool?.backlog ?? 0) > 0) {
+        this.#flushTimer ??= setTimeout(() => this.#kick(), this.#ctx.config.flushIntervalMs);
+      }
     });
   }
 
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0 && !this.#retryTimer) {
-      const full = this.#queue.length >= this.#ctx.config.batchSize;
-      const due = Date.now() - this.#oldestAt >= this.#ctx.config.flushIntervalMs;
-      if (!full && !due && !this.#stopped) {
-        this.#timer ??= setTimeout(() => this.#kick(), this.#ctx.config.flushIntervalMs - (Date.now() - this.#oldestAt));
-        return;
-      }
-      const ok = await this.#flushOnce();
-      if (!ok) return;
+    while (!this.#retryTimer && !this.#stopped) {
+      if (!(await this.#writeOne())) return;
     }
   }
 
-  /** One batch from the head of the queue; on failure it stays there and a retry is scheduled. */
-  async #flushOnce(): Promise<boolean> {
-    const target = this.#ctx.target;
-    if (!target) return false;
-    const batch = this.#queue.slice(0, this.#ctx.config.batchSize);
+  /** Writes the next committed batch; false when there was none or the write failed. */
+  async #writeOne(): Promise<boolean> {
+    const { target, metrics, log, config } = this.#ctx;
+    const spool = this.#spool;
+    if (!target || !spool) return false;
+    const start = spool.readCursor;
+    const batch = spool.readBatch(config.batchSize, MAX_BATCH_BYTES);
+    if (!batch) return false;
     const started = performance.now();
     try {
-      await target.writeBatch(batch);
+      await target.writeLines(batch.body);
     } catch (err) {
-      this.#ctx.metrics.writeErrors.inc();
-      this.#setStatus({ state: 'down', url: target.url, message: (err as Error).message });
-      if (!this.#stopped) this.#scheduleRetry();
-      return false;
+      if (err instanceof RejectedWriteError) {
+        // InfluxDB stored the valid lines of a partial write; the rest can never be stored.
+        metrics.pointsDropped.inc(err.dropped ?? batch.lines);
+        log.error({ err: err.message, lines: batch.lines }, 'InfluxDB refused lines; they are skipped');
+      } else {
+        spool.rewind(start);
+        metrics.writeErrors.inc();
+        this.#setStatus({ state: 'down', url: target.url, message: (err as Error).message });
+        this.#scheduleRetry();
+        return false;
+      }
     }
-    this.#ctx.metrics.writeLatency.observe((performance.now() - started) / 1000);
-    this.#ctx.metrics.pointsWritten.inc(batch.length);
-    // The queue may have been trimmed from the front while we wrote; drop what we wrote.
-    this.#queue.splice(0, Math.min(batch.length, this.#queue.length));
-    this.#oldestAt = Date.now();
-    this.#ctx.metrics.bufferedPoints.set(this.#queue.length);
+    metrics.writeLatency.observe((performance.now() - started) / 1000);
+    metrics.pointsWritten.inc(batch.lines);
+    spool.ack(batch.end, batch.lines);
+    metrics.bufferedPoints.set(spool.backlog);
+    metrics.spoolBytes.set(spool.bytes);
     this.#backoffMs = 0;
     this.#setStatus({ state: 'ok', url: target.url, message: null });
     return true;
@@ -150,22 +192,21 @@ export class SeriesWriter {
     if (this.#retryTimer || this.#stopped) return;
     this.#backoffMs = Math.min(MAX_BACKOFF_MS, this.#backoffMs === 0 ? 500 : this.#backoffMs * 2);
     this.#retryTimer = setTimeout(async () => {
-      this.#retryTimer = undefined;
       const target = this.#ctx.target;
-      if (!target) return;
+      if (!target || this.#stopped) return;
       if (this.#status.state !== 'ok') {
         try {
           await target.connect();
         } catch (err) {
+          this.#retryTimer = undefined;
           this.#setStatus({ state: 'down', url: target.url, message: (err as Error).message });
           this.#scheduleRetry();
           return;
         }
       }
-      if (this.#queue.length > 0) {
-        this.#oldestAt = 0; // due now
-        this.#kick();
-      } else {
+      this.#retryTimer = undefined;
+      if (this.buffered > 0) this.#kick();
+      else {
         this.#setStatus({ state: 'ok', url: target.url, message: null });
         this.#backoffMs = 0;
       }
@@ -178,9 +219,9 @@ export class SeriesWriter {
     this.#status = status;
     if (prev.state !== status.state) {
       if (status.state === 'ok' && prev.state === 'down' && prev.message !== 'connecting') {
-        this.#ctx.log.info({ url: status.url, buffered: this.#queue.length }, 'InfluxDB reachable again; writing buffered points');
+        this.#ctx.log.info({ url: status.url, backlog: this.buffered }, 'InfluxDB reachable again; writing the spool');
       } else if (status.state === 'down' && prev.state === 'ok') {
-        this.#ctx.log.warn({ url: status.url, err: status.message }, 'InfluxDB write failed; buffering and retrying');
+        this.#ctx.log.warn({ url: status.url, err: status.message }, 'InfluxDB write failed; spooling to disk and retrying');
       }
       this.#ctx.bus.emit('storageStatus', status);
     }
