@@ -40,6 +40,8 @@ export interface Gateway {
   stop(): Promise<void>;
   /** Valid after start(). */
   readonly mqttPort: number;
+  /** The mqtts port; null when gateway.mqtt.tls.port is not set. */
+  readonly mqttTlsPort: number | null;
   readonly httpPort: number;
   readonly httpUrl: string;
   readonly mqttUrl: string;
@@ -54,9 +56,9 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
   const metrics = createMetrics();
   const registry = new DeviceRegistry({ config: gw, log: log.child({ module: 'registry' }), bus, metrics, ledger });
   const ingest = new Ingest({ log: log.child({ module: 'ingest' }), bus, metrics, registry });
-  const storage = new StorageService({ config: gw.influx, log: log.child({ module: 'storage' }), bus, metrics, registry }, opts.storageTarget);
+  const storage = new StorageService({ config: gw, log: log.child({ module: 'storage' }), bus, metrics, registry }, opts.storageTarget);
   const hub = new PushHub({ config: gw, siteName: config.site.name, log: log.child({ module: 'push' }), bus, metrics, registry, writer: storage.writer });
-  const broker = new EmbeddedBroker({ config: gw, log: log.child({ module: 'broker' }), metrics, ingest });
+  const broker = new EmbeddedBroker({ config: gw, log: log.child({ module: 'broker' }), metrics, ingest, durability: storage.writer, devices: registry });
   let http: Awaited<ReturnType<typeof buildHttp>> | undefined;
   let httpPort = 0;
   const startedAt = Date.now();
@@ -73,6 +75,9 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
     get mqttPort() {
       return broker.port;
     },
+    get mqttTlsPort() {
+      return broker.tlsPort;
+    },
     get httpPort() {
       return httpPort;
     },
@@ -86,7 +91,15 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       registry.start();
       hub.start();
       await storage.start();
-      await broker.start();
+      try {
+        await broker.start();
+      } catch (err) {
+        // A bad credentials file or TLS key material stops the start: undo what already runs.
+        hub.stop();
+        registry.stop();
+        await storage.stop();
+        throw err;
+      }
       http = await buildHttp({
         config,
         log: log.child({ module: 'http' }),

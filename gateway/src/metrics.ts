@@ -33,7 +33,7 @@ export function createMetrics() {
     }),
     pointsDropped: new Counter({
       name: 'gs_influx_points_dropped_total',
-      help: 'Points dropped because the in-memory buffer was full while InfluxDB was down',
+      help: 'Points InfluxDB refused as invalid (e.g. a field type conflict); retrying cannot store them',
       registers: [registry],
     }),
     writeErrors: new Counter({
@@ -49,7 +49,20 @@ export function createMetrics() {
     }),
     bufferedPoints: new Gauge({
       name: 'gs_influx_buffered_points',
-      help: 'Points waiting to be written to InfluxDB',
+      help: 'Points accepted (in the spool) and not yet written to InfluxDB',
+      registers: [registry],
+    }),
+    spoolBytes: new Gauge({ name: 'gs_spool_bytes', help: 'Bytes in the write-ahead spool on disk', registers: [registry] }),
+    spoolCommitSeconds: new Histogram({
+      name: 'gs_spool_commit_seconds',
+      help: 'Duration of spool group commits (write + fdatasync)',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+      registers: [registry],
+    }),
+    spoolRefused: new Counter({
+      name: 'gs_spool_refused_total',
+      help: 'Publishes refused (connection closed, not acknowledged) because the spool was full or failed',
+      labelNames: ['reason'] as const,
       registers: [registry],
     }),
     mqttClients: new Gauge({ name: 'gs_mqtt_clients', help: 'Connected MQTT clients', registers: [registry] }),
@@ -58,6 +71,24 @@ export function createMetrics() {
       name: 'gs_devices',
       help: 'Ledger devices by kind and availability',
       labelNames: ['kind', 'status'] as const,
+      registers: [registry],
+    }),
+    mqttAuthDenied: new Counter({
+      name: 'gs_mqtt_auth_denied_total',
+      help: 'Refused MQTT CONNECTs, by reason (anonymous, unknown_user, bad_password, client_id, will, rate_limited)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    mqttAclDenied: new Counter({
+      name: 'gs_mqtt_acl_denied_total',
+      help: 'PUBLISHes dropped and SUBSCRIBEs refused by the broker ACL, by action',
+      labelNames: ['action'] as const,
+      registers: [registry],
+    }),
+    mqttAuthVerifications: new Counter({
+      name: 'gs_mqtt_auth_verifications_total',
+      help: 'Secret checks on CONNECT, by method (cache: remembered from an earlier success; scrypt) and result',
+      labelNames: ['method', 'result'] as const,
       registers: [registry],
     }),
   };

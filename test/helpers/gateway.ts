@@ -1,6 +1,7 @@
 /**
  * Builds a real gateway for tests: the shipped config schema and ledger, every port 0, a temp
- * data dir, anonymous MQTT (credentials are not under test here), logs silent unless
+ * data dir, anonymous MQTT unless `mqtt` says otherwise (the credentials file defaults to one
+ * in the temp dir, so a developer's config/credentials.yaml never leaks in), logs silent unless
  * GS_TEST_LOG=debug.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -32,6 +33,8 @@ export async function startTestGateway(opts: {
   database?: string;
   ledger?: readonly LedgerDevice[];
   gateway?: Record<string, unknown>;
+  /** Merged over the test defaults of gateway.mqtt (allowAnonymous, credentialsFile, tls, websocketPath). */
+  mqtt?: Record<string, unknown>;
   options?: GatewayOptions;
 } = {}): Promise<TestGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'gs-gateway-'));
@@ -39,7 +42,7 @@ export async function startTestGateway(opts: {
     {
       log: { level: testLogLevel() },
       gateway: {
-        mqtt: { host: '127.0.0.1', port: 0, allowAnonymous: true },
+        mqtt: { host: '127.0.0.1', port: 0, allowAnonymous: true, credentialsFile: join(dataDir, 'credentials.yaml'), ...opts.mqtt },
         http: { host: '127.0.0.1', port: 0 },
         influx:
           opts.influxUrl === null || opts.influxUrl === undefined
@@ -57,7 +60,12 @@ export async function startTestGateway(opts: {
     ...(opts.ledger ? { ledger: opts.ledger } : {}),
     ...opts.options,
   });
-  await gateway.start();
+  try {
+    await gateway.start();
+  } catch (err) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   return Object.assign(gateway, {
     config,
     dataDir,

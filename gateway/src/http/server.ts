@@ -1,6 +1,7 @@
 /**
- * The HTTP side: JSON API, Prometheus metrics, the dashboard's static files and the `/ws`
- * WebSocket, all on one port. API errors are `{ code, message }` with the catalogue's status.
+ * The HTTP side: JSON API, Prometheus metrics, the dashboard's static files, the `/ws`
+ * WebSocket and MQTT over WebSocket (`gateway.mqtt.websocketPath`), all on one port. API errors
+ * are `{ code, message }` with the catalogue's status.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -80,7 +81,14 @@ export async function buildHttp(ctx: HttpContext) {
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
-  await app.register(fastifyWebsocket, { options: { maxPayload: 64 * 1024 } });
+  await app.register(fastifyWebsocket, {
+    options: {
+      maxPayload: 64 * 1024,
+      // MQTT clients ask for the `mqtt` subprotocol (`mqttv3.1` for 3.1) and refuse a server that
+      // does not echo it; other clients (the dashboard) ask for none and get none.
+      handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
+    },
+  });
 
   app.get('/health', async () => {
     const rejected: Record<string, number> = {};
@@ -151,6 +159,9 @@ export async function buildHttp(ctx: HttpContext) {
   );
 
   app.get('/ws', { websocket: true }, (socket) => hub.attach(socket));
+  // MQTT over WebSocket for agents and browsers that cannot open a TCP port (docs/security.md).
+  const mqttPath = gw.mqtt.websocketPath;
+  if (mqttPath !== null) app.get(mqttPath, { websocket: true }, (socket, req) => broker.attachWebSocket(socket, req.raw));
 
   const dashboardDir = ctx.dashboardDir ?? DASHBOARD_DIR;
   if (existsSync(dashboardDir)) {

@@ -6,22 +6,28 @@
  *   device_status tags device/kind, field status ('online'|'offline'|'unknown'), time = gateway time
  */
 import type { Logger } from 'pino';
-import type { InfluxConfig } from '../../../config/schema.js';
+import type { GatewayConfig, InfluxConfig } from '../../../config/schema.js';
 import type { LedgerDevice } from '../../../config/ledger.js';
 import type { Bus } from '../bus.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceRegistry } from '../registry/registry.js';
 import { InfluxV1Target } from './influx-v1.js';
+import { InfluxV2Target } from './influx-v2.js';
 import type { SeriesPoint, SeriesTarget } from './types.js';
 import { SeriesWriter } from './writer.js';
 
 export interface StorageContext {
-  config: InfluxConfig;
+  config: GatewayConfig;
   log: Logger;
   bus: Bus;
   metrics: Metrics;
   registry: DeviceRegistry;
   now?: () => number;
+}
+
+/** `api: 'v2'` (InfluxDB 2.x/3.x) throws here when org, bucket or token is missing, so the gateway does not start. */
+function createTarget(influx: InfluxConfig): SeriesTarget {
+  return influx.api === 'v2' ? new InfluxV2Target(influx) : new InfluxV1Target(influx);
 }
 
 function deviceTags(device: LedgerDevice): Record<string, string> {
@@ -35,8 +41,10 @@ export class StorageService {
 
   constructor(ctx: StorageContext, target?: SeriesTarget | null) {
     this.#ctx = ctx;
-    const t = target !== undefined ? target : ctx.config.enabled ? new InfluxV1Target(ctx.config) : null;
-    this.writer = new SeriesWriter({ config: ctx.config, log: ctx.log, bus: ctx.bus, metrics: ctx.metrics, target: t });
+    const influx = ctx.config.influx;
+    const t = target !== undefined ? target : influx.enabled ? createTarget(influx) : null;
+    const spool = { ...ctx.config.spool, dir: ctx.config.spool.dir ?? `${ctx.config.dataDir}/spool` };
+    this.writer = new SeriesWriter({ config: influx, spool, log: ctx.log, bus: ctx.bus, metrics: ctx.metrics, target: t });
   }
 
   async start(): Promise<void> {
