@@ -26,16 +26,27 @@ export const InfluxConfig = Type.Object(
   {
     /** false runs without time-series storage (the dashboard says so). */
     enabled: Type.Boolean({ default: true }),
-    url: Type.String({ format: 'uri', default: 'http://127.0.0.1:8086', description: 'InfluxDB 1.x HTTP API' }),
+    /**
+     * 'v1': InfluxDB 1.x (/write, InfluxQL), user/password. 'v2': InfluxDB 2.x/3.x or Cloud
+     * (/api/v2/write with org, bucket and token; InfluxQL through the v1-compatible /query).
+     */
+    api: Type.Union([Type.Literal('v1'), Type.Literal('v2')], { default: 'v1' }),
+    url: Type.String({ format: 'uri', default: 'http://127.0.0.1:8086', description: 'InfluxDB HTTP API' }),
+    /** v1: the database; v2: the database name mapped to the bucket (DBRP) for InfluxQL queries. */
     database: Type.String({ default: 'greenshield', pattern: '^[A-Za-z0-9_-]{1,64}$' }),
+    org: Type.Optional(Type.String({ minLength: 1 })),
+    bucket: Type.Optional(Type.String({ minLength: 1 })),
+    token: Type.Optional(Type.String({ minLength: 1 })),
     username: Type.Optional(Type.String()),
     password: Type.Optional(Type.String()),
     /** Flush when this many points are buffered... */
     batchSize: Type.Integer({ minimum: 1, maximum: 100_000, default: 5000 }),
     /** ...or when the oldest buffered point is this old. */
     flushIntervalMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000 }),
-    /** Points kept in memory while InfluxDB is down; past it the oldest are dropped and counted. */
-    maxBufferedPoints: Type.Integer({ minimum: 1000, maximum: 10_000_000, default: 500_000 }),
+    /** Compress write bodies (worth it across a network; costs CPU on loopback). */
+    gzip: Type.Boolean({ default: true }),
+    /** A write not answered in this time is retried. */
+    timeoutMs: Type.Integer({ minimum: 100, maximum: 300_000, default: 10_000 }),
     /** Create the database at start if it does not exist (needs admin rights on 1.x). */
     createDatabase: Type.Boolean({ default: true }),
   },
@@ -106,6 +117,12 @@ export const GatewayConfig = Type.Object(
           { ...strict, default: {} },
         ),
         checkIntervalMs: Type.Integer({ minimum: 100, default: 5000 }),
+        /**
+         * Flap damping: after a device's status changes, a further change within this many
+         * seconds is held back and applied (if still true) when the time is up, so a device on a
+         * bad link shows at most one change per interval on the map and in InfluxDB.
+         */
+        flapDampingSec: Type.Integer({ minimum: 0, maximum: 3600, default: 30 }),
       },
       { ...strict, default: {} },
     ),

@@ -46,6 +46,9 @@ export class Ingest {
     const receivedAt = this.#now();
     metrics.messagesIn.inc({ channel: parsed.scope === 'agent' ? 'agent_state' : parsed.channel });
 
+    // An empty retained publish is how MQTT clears a retained message; let it through untouched.
+    if (payload.byteLength === 0 && parsed.channel === 'state') return { ok: true, duplicate: false };
+
     if (parsed.scope === 'agent') {
       const r = validate.agentState(payload);
       if (!r.ok) return this.#reject(r.reason, parsed.agentId, r.detail);

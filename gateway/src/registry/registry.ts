@@ -15,6 +15,15 @@ import type { Metrics } from '../metrics.js';
 interface Entry {
   device: LedgerDevice;
   view: DeviceView;
+  /**
+   * Device time of the newest message that decided the status. A replayed older message (the
+   * agent's outbox after an outage) must not undo a newer state, e.g. turn an offline tank
+   * back online.
+   */
+  statusTs: number;
+  /** Gateway time of the last status change shown, and a change held back by flap damping. */
+  changedAt: number;
+  held: Availability | undefined;
 }
 
 export interface RegistryContext {
@@ -54,6 +63,9 @@ export class DeviceRegistry {
           values: {},
           valuesTs: null,
         },
+        statusTs: 0,
+        changedAt: Number.NEGATIVE_INFINITY,
+        held: undefined,
       };
       this.#entries.set(device.id, entry);
       const list = this.#byAgent.get(device.agent) ?? [];
@@ -70,24 +82,28 @@ export class DeviceRegistry {
         if (!entry) return;
         const update: DeviceUpdate = { id: device.id, lastSeen: receivedAt };
         entry.view.lastSeen = receivedAt;
-        // A replayed old reading (store-and-forward) must not overwrite a newer one.
+        // A replayed old reading (store-and-forward) must not overwrite a newer one. Values merge:
+        // cameras and poles may report only the fields that changed.
         if (entry.view.valuesTs === null || message.ts >= entry.view.valuesTs) {
-          entry.view.values = { ...(message.values as Record<string, TelemetryValue>) };
+          entry.view.values = { ...entry.view.values, ...(message.values as Record<string, TelemetryValue>) };
           entry.view.valuesTs = message.ts;
           update.values = entry.view.values;
           update.valuesTs = message.ts;
         }
-        this.#setStatus(entry, 'online', update);
+        this.#signOfLife(entry, message.ts, update);
         bus.emit('deviceUpdate', update);
       }),
-      bus.on('event', ({ device, receivedAt }) => this.#heard(device.id, receivedAt)),
-      bus.on('ack', ({ device, receivedAt }) => this.#heard(device.id, receivedAt)),
+      bus.on('event', ({ device, message, receivedAt }) => this.#heard(device.id, message.ts, receivedAt)),
+      bus.on('ack', ({ device, message, receivedAt }) => this.#heard(device.id, message.ts, receivedAt)),
       bus.on('state', ({ device, message, receivedAt }) => {
         const entry = this.#entries.get(device.id);
         if (!entry) return;
         entry.view.lastSeen = receivedAt;
         const update: DeviceUpdate = { id: device.id, lastSeen: receivedAt };
-        this.#setStatus(entry, message.status, update);
+        if (message.ts >= entry.statusTs) {
+          entry.statusTs = message.ts;
+          this.#setStatus(entry, message.status, update);
+        }
         bus.emit('deviceUpdate', update);
       }),
       bus.on('agentState', ({ agentId, message }) => {
@@ -133,35 +149,56 @@ export class DeviceRegistry {
     return out;
   }
 
-  /** Marks devices silent past their kind's timeout as offline. Called on a timer. */
+  /**
+   * Marks devices silent past their kind's timeout as offline and applies status changes that flap
+   * damping held back. Called on a timer.
+   */
   checkSilence(): void {
     const now = this.#now();
     const timeouts = this.#ctx.config.availability.silenceTimeoutSec;
     for (const entry of this.#entries.values()) {
       const { view } = entry;
-      if (view.status !== 'online' || view.lastSeen === null) continue;
-      if (now - view.lastSeen > timeouts[view.kind] * 1000) {
-        const update: DeviceUpdate = { id: view.id };
-        this.#setStatus(entry, 'offline', update);
-        this.#ctx.bus.emit('deviceUpdate', update);
+      const update: DeviceUpdate = { id: view.id };
+      let changed = false;
+      if (entry.held !== undefined) changed = this.#setStatus(entry, entry.held, update);
+      if (view.status === 'online' && view.lastSeen !== null && now - view.lastSeen > timeouts[view.kind] * 1000) {
+        changed = this.#setStatus(entry, 'offline', update) || changed;
       }
+      if (changed) this.#ctx.bus.emit('deviceUpdate', update);
     }
     this.#refreshGauges();
   }
 
-  #heard(id: string, at: number): void {
+  #heard(id: string, deviceTs: number, at: number): void {
     const entry = this.#entries.get(id);
     if (!entry) return;
     entry.view.lastSeen = at;
     const update: DeviceUpdate = { id, lastSeen: at };
-    this.#setStatus(entry, 'online', update);
+    this.#signOfLife(entry, deviceTs, update);
     this.#ctx.bus.emit('deviceUpdate', update);
   }
 
+  /** Any message newer than the last state says the device is up. */
+  #signOfLife(entry: Entry, deviceTs: number, update: DeviceUpdate): void {
+    if (deviceTs < entry.statusTs) return;
+    entry.statusTs = deviceTs;
+    this.#setStatus(entry, 'online', update);
+  }
+
   #setStatus(entry: Entry, status: Availability, update: DeviceUpdate): boolean {
-    if (entry.view.status === status) return false;
+    if (entry.view.status === status) {
+      entry.held = undefined; // it flapped back before the hold ended: nothing to show
+      return false;
+    }
+    const now = this.#now();
+    if (now - entry.changedAt < this.#ctx.config.availability.flapDampingSec * 1000) {
+      entry.held = status;
+      return false;
+    }
     this.#ctx.log.debug({ device: entry.device.id, from: entry.view.status, to: status }, 'availability changed');
     entry.view.status = status;
+    entry.changedAt = now;
+    entry.held = undefined;
     update.status = status;
     return true;
   }
