@@ -5,6 +5,8 @@
  */
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../../config/schema.js';
+import type { AckStatus } from '../../protocol/payloads.js';
+import { validate } from '../../protocol/validate.js';
 import type { Collector, Reading } from './collectors/collector.js';
 import { Outbox } from './outbox.js';
 import { Uplink } from './uplink.js';
@@ -39,6 +41,8 @@ export function buildAgent(opts: AgentOptions): EdgeAgent {
       maxInflight: config.maxInflight,
       devices: opts.deviceCount,
       version: AGENT_VERSION,
+      commandDevices: opts.collectors.flatMap((c) => c.commandDevices ?? []),
+      onCommand: (deviceId, payload) => onCommand(deviceId, payload),
     },
     outbox,
     log.child({ module: 'uplink' }),
@@ -56,6 +60,36 @@ export function buildAgent(opts: AgentOptions): EdgeAgent {
     }
   };
   const started: Collector[] = [];
+  const commandOwners = new Map<string, Collector>();
+  for (const c of opts.collectors) for (const id of c.commandDevices ?? []) commandOwners.set(id, c);
+  const commandLog = log.child({ module: 'commands' });
+  // A re-sent command (QoS1 redelivery, a gateway retry) must not run twice: remember recent ids.
+  const seenCommands = new Map<string, number>();
+  const onCommand = (deviceId: string, payload: Buffer) => {
+    const owner = commandOwners.get(deviceId);
+    const r = validate.command(payload);
+    if (!r.ok) {
+      commandLog.warn({ device: deviceId, reason: r.reason, detail: r.detail }, 'invalid command ignored');
+      return;
+    }
+    const command = r.value;
+    const key = `${deviceId}\u0000${command.id}`;
+    if (seenCommands.has(key)) {
+      commandLog.debug({ device: deviceId, cmd: command.id }, 'duplicate command ignored');
+      return;
+    }
+    seenCommands.set(key, Date.now());
+    if (seenCommands.size > 10_000) seenCommands.delete(seenCommands.keys().next().value as string);
+    const ack = (status: AckStatus, reason?: string) =>
+      emit({ channel: 'ack', deviceId, ts: Date.now(), cmdId: command.id, status, ...(reason ? { reason } : {}) });
+    if (!owner?.handleCommand) return ack('rejected', 'this agent has no collector that executes commands for the device');
+    if (command.expiresAt !== undefined && command.expiresAt < Date.now()) return ack('expired', 'arrived after its expiry');
+    try {
+      owner.handleCommand(deviceId, command);
+    } catch (err) {
+      ack('failed', (err as Error).message.slice(0, 200));
+    }
+  };
   return {
     emit,
     stats: () => uplink.stats(),

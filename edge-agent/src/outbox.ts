@@ -145,6 +145,13 @@ function encode(reading: Reading, seq: number): { topic: string; payload: string
         priority: 1,
         retain: false,
       };
+    case 'ack':
+      return {
+        topic: topics.ack(reading.deviceId),
+        payload: JSON.stringify({ ts: reading.ts, seq, cmdId: reading.cmdId, status: reading.status, ...(reading.reason ? { reason: reading.reason } : {}) }),
+        priority: 1,
+        retain: false,
+      };
     case 'state':
       return {
         topic: topics.state(reading.deviceId),

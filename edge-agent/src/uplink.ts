@@ -5,7 +5,7 @@
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { topics } from '../../protocol/topics.js';
+import { parseTopic, topics } from '../../protocol/topics.js';
 import type { AgentState } from '../../protocol/payloads.js';
 import type { Outbox, OutboxRow } from './outbox.js';
 
@@ -17,6 +17,10 @@ export interface UplinkOptions {
   maxInflight: number;
   devices: number;
   version: string;
+  /** Devices whose command topics to subscribe to (exact topics: the broker's ACL refuses wildcards). */
+  commandDevices: readonly string[];
+  /** Called with each command payload as received (validated by the agent). */
+  onCommand: (deviceId: string, payload: Buffer) => void;
 }
 
 export class Uplink {
@@ -53,6 +57,8 @@ export class Uplink {
     const will: AgentState = { ts: willTs, seq: 0, status: 'offline' };
     const client = mqtt.connect(brokerUrl, {
       clientId: agentId,
+      // Clean sessions: the outbox, not the broker, holds what must not be lost upstream; a
+      // command missed while offline is re-sent by the gateway (broadcast delivery tracking).
       clean: true,
       keepalive: 30,
       reconnectPeriod: 1000,
@@ -67,7 +73,21 @@ export class Uplink {
       this.#connectedOnce = true;
       const state: AgentState = { ts: Date.now(), seq: ++this.#stateSeq, status: 'online', version: this.#opts.version, devices: this.#opts.devices };
       client.publish(topics.agentState(agentId), JSON.stringify(state), { qos: 1, retain: true });
+      if (this.#opts.commandDevices.length > 0) {
+        client.subscribe(
+          this.#opts.commandDevices.map((id) => topics.cmd(id)),
+          { qos: 1 },
+          (err, granted) => {
+            const refused = (granted ?? []).filter((g) => g.qos === 128).length;
+            if (err || refused > 0) this.#log.error({ err: err?.message, refused }, 'command subscription refused (check the ledger and the broker ACL)');
+          },
+        );
+      }
       this.pump();
+    });
+    client.on('message', (topic, payload) => {
+      const parsed = parseTopic(topic);
+      if (parsed?.scope === 'device' && parsed.channel === 'cmd') this.#opts.onCommand(parsed.deviceId, payload);
     });
     client.on('close', () => {
       if (this.#connectedOnce) this.#log.debug('uplink connection closed');

@@ -9,6 +9,9 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { loadLedger, type LedgerDevice } from '../../config/ledger.js';
 import type { Config } from '../../config/schema.js';
+import type { DeviceCommand } from '../../protocol/payloads.js';
+import { topics } from '../../protocol/topics.js';
+import { validate } from '../../protocol/validate.js';
 import { EmbeddedBroker } from './broker/broker.js';
 import { Bus } from './bus.js';
 import { buildHttp } from './http/server.js';
@@ -38,6 +41,11 @@ export interface Gateway {
   readonly ingest: Ingest;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Publishes a command to a device's command topic (QoS1), for the agent that speaks for it.
+   * Progress comes back as `ack` facts on the bus. Rejects a command that breaks the contract.
+   */
+  sendCommand(deviceId: string, command: DeviceCommand): Promise<void>;
   /** Valid after start(). */
   readonly mqttPort: number;
   /** The mqtts port; null when gateway.mqtt.tls.port is not set. */
@@ -114,6 +122,13 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       await http.listen({ port: gw.http.port, host: gw.http.host });
       httpPort = (http.server.address() as AddressInfo).port;
       log.info({ url: `http://${hostFor(gw.http.host)}:${httpPort}`, devices: registry.size }, 'gateway ready');
+    },
+    async sendCommand(deviceId, command) {
+      if (!registry.get(deviceId)) throw new Error(`no device "${deviceId}" in the ledger`);
+      const payload = JSON.stringify(command);
+      const checked = validate.command(payload);
+      if (!checked.ok) throw new Error(`invalid command: ${checked.detail}`);
+      await broker.publish(topics.cmd(deviceId), payload, { qos: 1 });
     },
     async stop() {
       // Stop taking data first, then flush what was taken.

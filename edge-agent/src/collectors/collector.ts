@@ -5,12 +5,13 @@
  * forwards it.
  */
 import type { Logger } from 'pino';
-import type { DeviceEvent, DeviceKind, TelemetryValuesMap } from '../../../protocol/payloads.js';
+import type { AckStatus, DeviceCommand, DeviceEvent, DeviceKind, TelemetryValuesMap } from '../../../protocol/payloads.js';
 
 export type Reading =
   | { [K in DeviceKind]: { channel: 'telemetry'; deviceId: string; kind: K; ts: number; values: TelemetryValuesMap[K] } }[DeviceKind]
   | { channel: 'event'; deviceId: string; ts: number; event: Omit<DeviceEvent, 'ts' | 'seq'> }
-  | { channel: 'state'; deviceId: string; ts: number; status: 'online' | 'offline'; reason?: string };
+  | { channel: 'state'; deviceId: string; ts: number; status: 'online' | 'offline'; reason?: string }
+  | { channel: 'ack'; deviceId: string; ts: number; cmdId: string; status: AckStatus; reason?: string };
 
 export interface CollectorContext {
   log: Logger;
@@ -22,4 +23,11 @@ export interface Collector {
   readonly name: string;
   start(ctx: CollectorContext): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Devices whose commands this collector executes (voice poles, PTZ cameras). The agent
+   * subscribes to their command topics and hands each valid, unexpired, first-seen command here;
+   * the collector reports progress with `ack` readings (accepted, playing, done, failed …).
+   */
+  readonly commandDevices?: readonly string[];
+  handleCommand?(deviceId: string, command: DeviceCommand): void;
 }
