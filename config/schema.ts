@@ -171,6 +171,28 @@ export const AgentConfig = Type.Object(
       },
       { ...strict, default: {} },
     ),
+    poles: Type.Object(
+      {
+        /** Status poll of each voice pole's vendor API. */
+        pollIntervalMs: Type.Integer({ minimum: 200, default: 5000 }),
+        timeoutMs: Type.Integer({ minimum: 50, default: 3000 }),
+      },
+      { ...strict, default: {} },
+    ),
+    cameras: Type.Object(
+      {
+        /** ONVIF credentials used for every camera unless the camera's URL carries its own. */
+        username: Type.Optional(Type.String()),
+        password: Type.Optional(Type.String()),
+        /** PTZ position report (pan bearing) interval. */
+        ptzStatusIntervalMs: Type.Integer({ minimum: 1000, default: 10_000 }),
+        /** RTSP health check (ffprobe) interval per camera: slow on purpose. */
+        streamCheckIntervalMs: Type.Integer({ minimum: 10_000, default: 600_000 }),
+        /** Reconnect back-off ceiling after a camera stops answering. */
+        maxBackoffMs: Type.Integer({ minimum: 1000, default: 60_000 }),
+      },
+      { ...strict, default: {} },
+    ),
   },
   strict,
 );

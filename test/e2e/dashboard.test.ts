@@ -13,7 +13,7 @@ import { buildCollectors } from '../../edge-agent/src/collectors/index.js';
 import { createLogger } from '../../gateway/src/log.js';
 import { startTankFleet, type TankFleet } from '../../simulators/src/water-tank/simulator.js';
 import { ARTIFACTS, launchBrowser } from '../helpers/browser.js';
-import { CONFIG_DIR, startTestGateway, testLogLevel, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { CONFIG_DIR, startTestGateway, testLogLevel, waitFor, type TestGateway, testAgentConfig } from '../helpers/gateway.js';
 
 const ledger = loadLedger(join(CONFIG_DIR, 'ledger/chashan-zhuhai.csv'));
 const tanks = ledger.filter((d) => d.kind === 'water_tank').slice(0, 3);
@@ -31,14 +31,14 @@ beforeAll(async () => {
   // 600 simulated seconds per real second: a visible change within a couple of polls.
   fleet = await startTankFleet(tanks, { seed: 7, timeScale: 600, host: '127.0.0.1' });
   agentDir = mkdtempSync(join(tmpdir(), 'gs-agent-'));
-  const agentConfig = {
+  const agentConfig = testAgentConfig({
     id: 'agent-chashan',
     brokerUrl: gateway.mqttUrl,
     outboxFile: join(agentDir, 'outbox.sqlite'),
     outboxMaxMessages: 10_000,
     maxInflight: 50,
     tanks: { pollIntervalMs: 300, timeoutMs: 1000 },
-  };
+  });
   const log = createLogger(testLogLevel());
   const { collectors, devices } = buildCollectors(agentConfig, ledger, log, { tankEndpoints: fleet.endpoints });
   agent = buildAgent({ config: agentConfig, log, collectors, deviceCount: devices.length });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { resolveConfig } from '../../config/load.js';
 import type { LedgerDevice } from '../../config/ledger.js';
-import type { Config } from '../../config/schema.js';
+import type { AgentConfig, Config } from '../../config/schema.js';
 import { buildGateway, type Gateway, type GatewayOptions } from '../../gateway/src/gateway.js';
 import { createLogger } from '../../gateway/src/log.js';
 
@@ -90,4 +90,10 @@ export async function waitFor<T>(check: () => T | Promise<T>, opts: { timeoutMs?
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** An agent config from a partial document, with the schema's defaults filled in. */
+export function testAgentConfig(doc: { id: string; brokerUrl: string } & Record<string, unknown>): AgentConfig {
+  const { config } = resolveConfig({ log: { level: testLogLevel() }, agent: doc }, { source: 'test', baseDir: CONFIG_DIR });
+  return config.agent!;
 }

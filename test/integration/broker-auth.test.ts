@@ -15,7 +15,7 @@ import { hashSecret, writeCredentialsFile } from '../../gateway/src/broker/crede
 import { createLogger } from '../../gateway/src/log.js';
 import type { AgentState } from '../../protocol/payloads.js';
 import { topics } from '../../protocol/topics.js';
-import { startTestGateway, testLogLevel, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, testLogLevel, waitFor, type TestGateway, testAgentConfig } from '../helpers/gateway.js';
 
 const LEDGER = parseLedgerCsv(
   [
@@ -149,7 +149,7 @@ describe('CONNECT with credentials', () => {
 describe('the edge agent with credentials', () => {
   it('connects as its id with its secret, and its readings land', async () => {
     const agent = buildAgent({
-      config: {
+      config: testAgentConfig({
         id: 'agent-a',
         brokerUrl: gateway.mqttUrl,
         username: 'agent-a',
@@ -158,7 +158,7 @@ describe('the edge agent with credentials', () => {
         outboxMaxMessages: 10_000,
         maxInflight: 10,
         tanks: { pollIntervalMs: 1000, timeoutMs: 500 },
-      },
+      }),
       log: createLogger(testLogLevel()),
       collectors: [],
       deviceCount: 1,

@@ -11,7 +11,7 @@ import { buildAgent, type EdgeAgent } from '../../edge-agent/src/agent.js';
 import type { Collector, CollectorContext } from '../../edge-agent/src/collectors/collector.js';
 import { createLogger } from '../../gateway/src/log.js';
 import type { CommandAck, DeviceCommand } from '../../protocol/payloads.js';
-import { startTestGateway, testLogLevel, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, testLogLevel, waitFor, type TestGateway, testAgentConfig } from '../helpers/gateway.js';
 
 class RecordingPoleCollector implements Collector {
   readonly name = 'recording-pole';
@@ -40,7 +40,7 @@ beforeAll(async () => {
   gateway.bus.on('ack', ({ device, message }) => acks.push({ device: device.id, ack: message }));
   dir = mkdtempSync(join(tmpdir(), 'gs-cmd-'));
   agent = buildAgent({
-    config: { id: 'agent-chashan', brokerUrl: gateway.mqttUrl, outboxFile: join(dir, 'o.sqlite'), outboxMaxMessages: 10_000, maxInflight: 20, tanks: { pollIntervalMs: 1000, timeoutMs: 500 } },
+    config: testAgentConfig({ id: 'agent-chashan', brokerUrl: gateway.mqttUrl, outboxFile: join(dir, 'o.sqlite'), outboxMaxMessages: 10_000, maxInflight: 20, tanks: { pollIntervalMs: 1000, timeoutMs: 500 } }),
     log: createLogger(testLogLevel()),
     collectors: [collector],
     deviceCount: 2,

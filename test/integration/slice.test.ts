@@ -11,7 +11,7 @@ import { buildAgent, type EdgeAgent } from '../../edge-agent/src/agent.js';
 import { createLogger } from '../../gateway/src/log.js';
 import { topics } from '../../protocol/topics.js';
 import { startInfluxd, type InfluxServer } from '../../scripts/lib/influxd.js';
-import { startTestGateway, testLogLevel, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, testLogLevel, waitFor, type TestGateway, testAgentConfig } from '../helpers/gateway.js';
 
 const DB = 'slice_test';
 let influx: InfluxServer;
@@ -34,14 +34,14 @@ beforeAll(async () => {
   gateway = await startTestGateway({ influxUrl: influx.url, database: DB });
   agentDir = mkdtempSync(join(tmpdir(), 'gs-agent-'));
   agent = buildAgent({
-    config: {
+    config: testAgentConfig({
       id: 'agent-chashan',
       brokerUrl: gateway.mqttUrl,
       outboxFile: join(agentDir, 'outbox.sqlite'),
       outboxMaxMessages: 10_000,
       maxInflight: 50,
       tanks: { pollIntervalMs: 1000, timeoutMs: 500 },
-    },
+    }),
     log: createLogger(testLogLevel()),
     collectors: [],
     deviceCount: 1,
