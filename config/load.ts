@@ -92,6 +92,7 @@ const PATH_KEYS = [
   'gateway.mqtt.tls.certFile',
   'gateway.mqtt.tls.keyFile',
   'gateway.spool.dir',
+  'gateway.store.file',
   'agent.outboxFile',
 ];
 
@@ -126,6 +127,7 @@ export function resolveConfig(doc: unknown, opts: { source: string; baseDir: str
   const config = copy as Config;
   resolvePaths(copy, opts.baseDir);
   if (config.gateway && config.gateway.spool.dir === undefined) config.gateway.spool.dir = join(config.gateway.dataDir, 'spool');
+  if (config.gateway && config.gateway.store.file === undefined) config.gateway.store.file = join(config.gateway.dataDir, 'greenshield.sqlite');
   return { config, source: opts.source, envOverrides };
 }
 

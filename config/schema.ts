@@ -145,6 +145,38 @@ export const GatewayConfig = Type.Object(
       },
       { ...strict, default: {} },
     ),
+    /** The operational store (users, sessions, audit; incidents and broadcasts later). */
+    store: Type.Object(
+      {
+        /** SQLite file; relative to the config file; default <dataDir>/greenshield.sqlite. */
+        file: Type.Optional(Type.String()),
+      },
+      { ...strict, default: {} },
+    ),
+    auth: Type.Object(
+      {
+        /** A login lasts this long (a duty shift plus handover), then the user signs in again. */
+        sessionHours: Type.Number({ minimum: 0.01, maximum: 24 * 30, default: 12 }),
+        /**
+         * Users created at start if they do not exist yet (a first deployment); afterwards an
+         * admin manages users in the dashboard. Hashes come from `npm run users -- hash`.
+         */
+        users: Type.Array(
+          Type.Object(
+            {
+              username: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$' }),
+              displayName: Type.String({ minLength: 1, maxLength: 80 }),
+              role: Type.Union([Type.Literal('viewer'), Type.Literal('grid_worker'), Type.Literal('duty_officer'), Type.Literal('admin')]),
+              grids: Type.Array(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }), { default: [] }),
+              passwordHash: Type.String({ pattern: '^scrypt\\$' }),
+            },
+            strict,
+          ),
+          { default: [] },
+        ),
+      },
+      { ...strict, default: {} },
+    ),
     /** Where the gateway keeps its files (spool, operational store). */
     dataDir: Type.String({ default: '../.data/gateway' }),
   },

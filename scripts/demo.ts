@@ -70,6 +70,7 @@ async function main(): Promise<void> {
   say(`  GreenShield 绿盾 demo — ${config.site.name}`);
   say(`  Dashboard:  ${gateway.httpUrl}/`);
   say(`  API:        ${gateway.httpUrl}/api/devices   health: ${gateway.httpUrl}/health   metrics: ${gateway.httpUrl}/metrics`);
+  say(`  Sign in:    admin / admin-demo · duty / duty-demo · viewer / viewer-demo · grid / grid-demo  (demo accounts)`);
   say(`  MQTT:       ${gateway.mqttUrl}  (anonymous, development mode)`);
   say(`  Storage:    ${gateway.storage.writer.status.state === 'ok' ? `InfluxDB ${gw.influx.url}, database ${gw.influx.database}` : `NOT STORING (${gateway.storage.writer.status.message ?? 'disabled'})`}`);
   say(`  Fleet:      ${counts.water_tank ?? 0} water tanks simulated over Modbus TCP (${fleet.endpoints.size} transmitters);`);

@@ -10,6 +10,12 @@ export const ERRORS = {
   BAD_TIME_RANGE: { status: 400, message: 'from must be before to, and the range at most 366 days' },
   STORAGE_UNAVAILABLE: { status: 503, message: 'time-series storage (InfluxDB) is not reachable' },
   STORAGE_DISABLED: { status: 503, message: 'time-series storage is disabled in the config' },
+  UNAUTHENTICATED: { status: 401, message: 'sign in first (session cookie or Authorization: Bearer token)' },
+  FORBIDDEN: { status: 403, message: 'your role does not allow this' },
+  BAD_LOGIN: { status: 401, message: 'wrong username or password' },
+  TOO_MANY_ATTEMPTS: { status: 429, message: 'too many failed sign-ins; wait a few minutes' },
+  USER_EXISTS: { status: 409, message: 'a user with this username exists' },
+  USER_NOT_FOUND: { status: 404, message: 'no such user' },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

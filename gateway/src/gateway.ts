@@ -12,7 +12,9 @@ import type { Config } from '../../config/schema.js';
 import type { DeviceCommand } from '../../protocol/payloads.js';
 import { topics } from '../../protocol/topics.js';
 import { validate } from '../../protocol/validate.js';
+import { AuthService } from './auth/auth.js';
 import { EmbeddedBroker } from './broker/broker.js';
+import { SqliteStore } from './store/sqlite.js';
 import { Bus } from './bus.js';
 import { buildHttp } from './http/server.js';
 import { Ingest } from './ingest/ingest.js';
@@ -67,6 +69,8 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
   const storage = new StorageService({ config: gw, log: log.child({ module: 'storage' }), bus, metrics, registry }, opts.storageTarget);
   const hub = new PushHub({ config: gw, siteName: config.site.name, log: log.child({ module: 'push' }), bus, metrics, registry, writer: storage.writer });
   const broker = new EmbeddedBroker({ config: gw, log: log.child({ module: 'broker' }), metrics, ingest, durability: storage.writer, devices: registry });
+  const store = new SqliteStore(gw.store.file ?? `${gw.dataDir}/greenshield.sqlite`);
+  const auth = new AuthService({ config: gw.auth, store, log: log.child({ module: 'auth' }) });
   let http: Awaited<ReturnType<typeof buildHttp>> | undefined;
   let httpPort = 0;
   const startedAt = Date.now();
@@ -96,6 +100,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       return `mqtt://${hostFor(gw.mqtt.host)}:${broker.port}`;
     },
     async start() {
+      auth.seed();
       registry.start();
       hub.start();
       await storage.start();
@@ -117,6 +122,8 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
         hub,
         broker,
         startedAt,
+        auth,
+        store,
         ...(opts.dashboardDir ? { dashboardDir: opts.dashboardDir } : {}),
       });
       await http.listen({ port: gw.http.port, host: gw.http.host });
@@ -137,6 +144,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       if (http) await http.close();
       registry.stop();
       await storage.stop();
+      store.close();
     },
   };
 }

@@ -64,7 +64,7 @@ describe('dashboard', () => {
     await page.waitForSelector('[data-testid="storage-banner"][data-state="disabled"]');
 
     const tankId = tanks[0]!.id;
-    await waitFor(async () => (await fetch(`${gateway.httpUrl}/api/devices/${tankId}`).then((r) => r.json()) as { status: string }).status === 'online', {
+    await waitFor(async () => (await gateway.api(`/api/devices/${tankId}`).then((r) => r.json()) as { status: string }).status === 'online', {
       what: 'the tank online',
     });
     await page.evaluate((id) => (window as unknown as { __gs: { selectDevice(id: string): void } }).__gs.selectDevice(id), tankId);
@@ -74,7 +74,7 @@ describe('dashboard', () => {
     await expect.poll(async () => await level.textContent(), { timeout: 15_000 }).not.toBe(first);
     // What the page shows is what the gateway holds.
     const shown = Number.parseFloat((await level.textContent()) ?? '');
-    const api = (await fetch(`${gateway.httpUrl}/api/devices/${tankId}`).then((r) => r.json())) as { values: { levelPercent: number } };
+    const api = (await gateway.api(`/api/devices/${tankId}`).then((r) => r.json())) as { values: { levelPercent: number } };
     expect(Math.abs(shown - api.values.levelPercent)).toBeLessThan(5);
 
     await expect.poll(async () => Number(await page.getByTestId('count-water_tank').getAttribute('data-online')), { timeout: 10_000 }).toBe(tanks.length);

@@ -85,7 +85,7 @@ const telemetry = (ts: number, seq: number, levelMm: number) =>
   JSON.stringify({ ts, seq, values: { levelMm, levelPercent: levelMm / 25, volumeM3: levelMm / 50 } });
 
 async function deviceView(id: string): Promise<{ status: string; lastSeen: number | null; values: Record<string, number> }> {
-  return (await fetch(`${gateway.httpUrl}/api/devices/${id}`)).json() as never;
+  return (await gateway.api(`/api/devices/${id}`)).json() as never;
 }
 
 async function aclDenied(action: 'publish' | 'subscribe'): Promise<number> {

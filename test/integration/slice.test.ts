@@ -77,7 +77,7 @@ describe('water tank -> agent -> MQTT -> gateway -> InfluxDB', () => {
     expect(rows.map((v) => v[1])).toEqual([2000, 1990, 1980, 1970, 1960]);
     expect(rows[0]?.[2]).toBe('G37'); // the ledger's grid for tank-001, as a tag
 
-    const device = (await (await fetch(`${gateway.httpUrl}/api/devices/tank-001`)).json()) as {
+    const device = (await (await gateway.api(`/api/devices/tank-001`)).json()) as {
       status: string; lat: number; lon: number; values: { levelMm: number }; valuesTs: number; settings: { capacityM3: number };
     };
     expect(device.status).toBe('online');
@@ -87,7 +87,7 @@ describe('water tank -> agent -> MQTT -> gateway -> InfluxDB', () => {
     expect(device.settings.capacityM3).toBe(55);
 
     const series = (await (
-      await fetch(`${gateway.httpUrl}/api/devices/tank-001/series?field=levelMm&from=${t0 - 1}&to=${t0 + 60_000}`)
+      await gateway.api(`/api/devices/tank-001/series?field=levelMm&from=${t0 - 1}&to=${t0 + 60_000}`)
     ).json()) as { points: Array<[number, number]> };
     expect(series.points).toEqual([0, 1, 2, 3, 4].map((i) => [t0 + i * 10_000, 2000 - i * 10]));
     expect(agent.stats().queued).toBe(0);
@@ -110,7 +110,7 @@ describe('water tank -> agent -> MQTT -> gateway -> InfluxDB', () => {
     expect(delta('unknown_device')).toBe(1);
     const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
     expect(metrics).toMatch(/gs_mqtt_messages_rejected_total\{reason="schema"\} [1-9]/);
-    const view = (await (await fetch(`${gateway.httpUrl}/api/devices/tank-002`)).json()) as { values: { levelMm: number } };
+    const view = (await (await gateway.api(`/api/devices/tank-002`)).json()) as { values: { levelMm: number } };
     expect(view.values.levelMm).toBe(1234);
   });
 
@@ -134,7 +134,7 @@ describe('water tank -> agent -> MQTT -> gateway -> InfluxDB', () => {
       ['/api/nothing-here', 404, 'NOT_FOUND'],
     ];
     for (const [path, status, code] of cases) {
-      const res = await fetch(`${gateway.httpUrl}${path}`);
+      const res = await gateway.api(path);
       const body = (await res.json()) as { code: string; message: string };
       expect({ path, status: res.status, code: body.code }).toEqual({ path, status, code });
       expect(body.message.length).toBeGreaterThan(5);

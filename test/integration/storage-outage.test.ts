@@ -18,9 +18,9 @@ afterAll(async () => {
   await influx?.stop();
 });
 
-function firstMessage(url: string): Promise<ServerMessage> {
+function firstMessage(url: string, token: string): Promise<ServerMessage> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` } });
     ws.once('message', (data) => {
       resolve(JSON.parse(String(data)) as ServerMessage);
       ws.close();
@@ -35,7 +35,7 @@ describe('InfluxDB down at start', () => {
     gateway = await startTestGateway({ influxUrl: `http://127.0.0.1:${port}`, database: 'outage' });
     const health = (await (await fetch(`${gateway.httpUrl}/health`)).json()) as { status: string; storage: { state: string } };
     expect(health).toMatchObject({ status: 'degraded', storage: { state: 'down' } });
-    const hello = await firstMessage(`${gateway.httpUrl.replace('http', 'ws')}/ws`);
+    const hello = await firstMessage(`${gateway.httpUrl.replace('http', 'ws')}/ws`, await gateway.tokenFor('viewer'));
     expect(hello).toMatchObject({ type: 'hello', storage: { state: 'down', url: `http://127.0.0.1:${port}` } });
 
     const client = await mqtt.connectAsync(gateway.mqttUrl, { clientId: 'outage-test' });
@@ -46,7 +46,7 @@ describe('InfluxDB down at start', () => {
     }
     await client.endAsync();
     // The live view is up to date even though nothing is stored yet.
-    const view = (await (await fetch(`${gateway.httpUrl}/api/devices/tank-010`)).json()) as { values: { levelMm: number } };
+    const view = (await (await gateway.api(`/api/devices/tank-010`)).json()) as { values: { levelMm: number } };
     expect(view.values.levelMm).toBe(1199);
     expect(gateway.storage.writer.buffered).toBeGreaterThanOrEqual(200);
 

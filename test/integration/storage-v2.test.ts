@@ -129,7 +129,7 @@ describe('InfluxDB 2.x API (protocol shim backed by a real InfluxDB 1.6, not a r
     it('answers /api/devices/:id/series through the v1-compatible /query with the token', async () => {
       const t0 = Date.UTC(2026, 10, 26, 8, 0, 0);
       const queriesBefore = shim.requests.filter((r) => r.path === '/query').length;
-      const raw = (await (await fetch(`${gateway.httpUrl}/api/devices/tank-001/series?field=levelMm&from=${t0 - 1}&to=${t0 + 60_000}`)).json()) as {
+      const raw = (await (await gateway.api(`/api/devices/tank-001/series?field=levelMm&from=${t0 - 1}&to=${t0 + 60_000}`)).json()) as {
         points: Array<[number, number]>;
       };
       expect(raw.points).toEqual([0, 1, 2, 3, 4].map((i) => [t0 + i * 10_000, 2000 - i * 10]));
@@ -143,7 +143,7 @@ describe('InfluxDB 2.x API (protocol shim backed by a real InfluxDB 1.6, not a r
       );
 
       // A long range is averaged into buckets by the same InfluxQL the 1.x target sends.
-      const day = (await (await fetch(`${gateway.httpUrl}/api/devices/tank-001/series?field=levelMm&from=${t0 - 12 * 3600_000}&to=${t0 + 12 * 3600_000}&maxPoints=10`)).json()) as {
+      const day = (await (await gateway.api(`/api/devices/tank-001/series?field=levelMm&from=${t0 - 12 * 3600_000}&to=${t0 + 12 * 3600_000}&maxPoints=10`)).json()) as {
         points: Array<[number, number]>;
       };
       expect(shim.requests.filter((r) => r.path === '/query').at(-1)?.query.q).toMatch(/^SELECT MEAN\("levelMm"\) AS v .* GROUP BY time\(8640000ms\) fill\(none\)$/);

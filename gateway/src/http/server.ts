@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import Fastify, { LogController, type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import fastifyWebsocket from '@fastify/websocket';
 import { Type, type Static } from '@sinclair/typebox';
@@ -19,6 +19,9 @@ import type { DeviceRegistry } from '../registry/registry.js';
 import type { SeriesWriter } from '../storage/writer.js';
 import type { PushHub } from '../push/hub.js';
 import type { EmbeddedBroker } from '../broker/broker.js';
+import type { AuthService } from '../auth/auth.js';
+import type { OperationalStore } from '../store/store.js';
+import { registerAuth } from './auth-routes.js';
 
 export const DASHBOARD_DIR = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
 
@@ -31,6 +34,8 @@ export interface HttpContext {
   hub: PushHub;
   broker: EmbeddedBroker;
   startedAt: number;
+  auth: AuthService;
+  store: OperationalStore;
   dashboardDir?: string;
 }
 
@@ -65,7 +70,8 @@ export async function buildHttp(ctx: HttpContext) {
   const { config, registry, writer, metrics, hub, broker } = ctx;
   const gw = config.gateway!;
   const app = Fastify({
-    loggerInstance: ctx.log,
+    // Typed as fastify's base logger so the app is a plain FastifyInstance for the route modules.
+    loggerInstance: ctx.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
   });
@@ -89,6 +95,11 @@ export async function buildHttp(ctx: HttpContext) {
       handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
     },
   });
+
+  // Sign-in and roles: every route below says who may use it. /health and /metrics stay open for
+  // load balancers and Prometheus (keep the port on a trusted network, see docs/security.md).
+  const requireRole = registerAuth(app, { auth: ctx.auth, store: ctx.store, secureCookies: false });
+  const viewer = { preHandler: requireRole('viewer') };
 
   app.get('/health', async () => {
     const rejected: Record<string, number> = {};
@@ -115,18 +126,18 @@ export async function buildHttp(ctx: HttpContext) {
   });
 
   const geojsonText = readFileSync(config.site.geojson, 'utf8');
-  app.get('/api/site', async (_req, reply) => {
+  app.get('/api/site', viewer, async (_req, reply) => {
     reply.header('content-type', 'application/json; charset=utf-8');
     return `{"id":${JSON.stringify(config.site.id)},"name":${JSON.stringify(config.site.name)},"map":${JSON.stringify(gw.map)},"geojson":${geojsonText}}`;
   });
 
-  app.get<{ Querystring: Static<typeof DevicesQuery> }>('/api/devices', { schema: { querystring: DevicesQuery } }, async (req) => {
+  app.get<{ Querystring: Static<typeof DevicesQuery> }>('/api/devices', { ...viewer, schema: { querystring: DevicesQuery } }, async (req) => {
     const { kind, status, grid } = req.query;
     const devices = registry.views().filter((d) => (!kind || d.kind === kind) && (!status || d.status === status) && (!grid || d.grid === grid));
     return { devices };
   });
 
-  app.get<{ Params: Static<typeof DeviceParams> }>('/api/devices/:id', { schema: { params: DeviceParams } }, async (req) => {
+  app.get<{ Params: Static<typeof DeviceParams> }>('/api/devices/:id', { ...viewer, schema: { params: DeviceParams } }, async (req) => {
     const view = registry.view(req.params.id);
     const device = registry.get(req.params.id);
     if (!view || !device) throw new ApiError('DEVICE_NOT_FOUND', `no device "${req.params.id}" in the ledger`);
@@ -135,7 +146,7 @@ export async function buildHttp(ctx: HttpContext) {
 
   app.get<{ Params: Static<typeof DeviceParams>; Querystring: Static<typeof SeriesQuerystring> }>(
     '/api/devices/:id/series',
-    { schema: { params: DeviceParams, querystring: SeriesQuerystring } },
+    { ...viewer, schema: { params: DeviceParams, querystring: SeriesQuerystring } },
     async (req) => {
       const device = registry.get(req.params.id);
       if (!device) throw new ApiError('DEVICE_NOT_FOUND', `no device "${req.params.id}" in the ledger`);
@@ -158,7 +169,7 @@ export async function buildHttp(ctx: HttpContext) {
     },
   );
 
-  app.get('/ws', { websocket: true }, (socket) => hub.attach(socket));
+  app.get('/ws', { websocket: true, ...viewer }, (socket) => hub.attach(socket));
   // MQTT over WebSocket for agents and browsers that cannot open a TCP port (docs/security.md).
   const mqttPath = gw.mqtt.websocketPath;
   if (mqttPath !== null) app.get(mqttPath, { websocket: true }, (socket, req) => broker.attachWebSocket(socket, req.raw));
