@@ -116,3 +116,14 @@ describe('roles', () => {
     expect(body.message.length).toBeGreaterThan(5);
   });
 });
+
+describe('OpenAPI', () => {
+  it('describes the API from the routes’ own schemas', async () => {
+    const res = await fetch(`${gateway.httpUrl}/api/openapi.json`);
+    expect(res.status).toBe(200);
+    const doc = (await res.json()) as { openapi: string; paths: Record<string, Record<string, { parameters?: Array<{ name: string }> }>> };
+    expect(doc.openapi).toBe('3.0.3');
+    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/api/auth/login', '/api/devices', '/api/devices/{id}/series', '/api/users/{id}', '/api/audit']));
+    expect(doc.paths['/api/devices/{id}/series']?.get?.parameters?.map((p) => p.name)).toEqual(expect.arrayContaining(['field', 'from', 'to', 'id']));
+  });
+});

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError } from 'fastify';
 import fastifyStatic from '@fastify/static';
+import fastifySwagger from '@fastify/swagger';
 import fastifyWebsocket from '@fastify/websocket';
 import { Type, type Static } from '@sinclair/typebox';
 import type { Logger } from 'pino';
@@ -86,6 +87,22 @@ export async function buildHttp(ctx: HttpContext) {
     return reply.status(status).send({ code: status >= 500 ? 'INTERNAL' : 'BAD_REQUEST', message: status >= 500 ? ERRORS.INTERNAL.message : err.message });
   });
   app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+
+  // OpenAPI 3 from the routes' own schemas, for integrators (district emergency platforms).
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'GreenShield gateway API',
+        version: '1',
+        description: 'Sign in with POST /api/auth/login, then send the token as `Authorization: Bearer <token>` (or the gs_session cookie). Errors are `{ code, message }`.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' }, cookie: { type: 'apiKey', in: 'cookie', name: 'gs_session' } } },
+      security: [{ bearer: [] }, { cookie: [] }],
+    },
+    hideUntagged: false,
+  });
+  app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(fastifyWebsocket, {
     options: {
