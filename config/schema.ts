@@ -234,7 +234,8 @@ export const SimulatorConfig = Type.Object(
     seed: Type.Integer({ default: 20250401 }),
     /** Simulated minutes per real minute for tank level changes (60 = an hour a minute). */
     timeScale: Type.Number({ minimum: 0.01, maximum: 10_000, default: 60 }),
-    modbusHost: Type.String({ default: '127.0.0.1' }),
+    /** Address the simulators listen on. */
+    host: Type.String({ default: '127.0.0.1' }),
     /** First Modbus TCP port; tank i listens on basePort + i. 0 = any free port. */
     modbusBasePort: port(0),
   },

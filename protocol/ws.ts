@@ -36,7 +36,7 @@ export interface StorageStatus {
 }
 
 export type ServerMessage =
-  | { type: 'hello'; protocol: 1; serverTime: number; site: string; storage: StorageStatus }
+  | { type: 'hello'; protocol: 1; serverTime: number; /** site id, as in /api/site */ site: string; storage: StorageStatus }
   | { type: 'devices.snapshot'; devices: DeviceView[] }
   /** Coalesced: one message per flush interval with the latest update per device. */
   | { type: 'devices.update'; updates: DeviceUpdate[] }

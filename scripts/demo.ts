@@ -13,6 +13,7 @@ import { buildAgent } from '../edge-agent/src/agent.js';
 import { buildCollectors } from '../edge-agent/src/collectors/index.js';
 import { buildGateway } from '../gateway/src/gateway.js';
 import { createLogger } from '../gateway/src/log.js';
+import { startPoleFleet } from '../simulators/src/voice-pole/simulator.js';
 import { startTankFleet } from '../simulators/src/water-tank/simulator.js';
 import { INFLUXD, startInfluxd, type InfluxServer } from './lib/influxd.js';
 
@@ -55,13 +56,14 @@ async function main(): Promise<void> {
   const fleet = await startTankFleet(ledger, {
     seed: config.simulators?.seed ?? 20250401,
     timeScale: config.simulators?.timeScale ?? 60,
-    host: config.simulators?.modbusHost ?? '127.0.0.1',
+    host: config.simulators?.host ?? '127.0.0.1',
     basePort: config.simulators?.modbusBasePort ?? 0,
   });
+  const poles = await startPoleFleet(ledger, { host: config.simulators?.host ?? '127.0.0.1' });
   const gateway = buildGateway(config, { log, ledger });
   await gateway.start();
   const agentConfig = { ...config.agent, brokerUrl: gateway.mqttUrl };
-  const { collectors, devices } = buildCollectors(agentConfig, ledger, log, { tankEndpoints: fleet.endpoints });
+  const { collectors, devices } = buildCollectors(agentConfig, ledger, log, { tankEndpoints: fleet.endpoints, poleEndpoints: poles.endpoints });
   const agent = buildAgent({ config: agentConfig, log: log.child({ process: 'agent' }), collectors, deviceCount: devices.length });
   await agent.start();
 
@@ -74,7 +76,8 @@ async function main(): Promise<void> {
   say(`  MQTT:       ${gateway.mqttUrl}  (anonymous, development mode)`);
   say(`  Storage:    ${gateway.storage.writer.status.state === 'ok' ? `InfluxDB ${gw.influx.url}, database ${gw.influx.database}` : `NOT STORING (${gateway.storage.writer.status.message ?? 'disabled'})`}`);
   say(`  Fleet:      ${counts.water_tank ?? 0} water tanks simulated over Modbus TCP (${fleet.endpoints.size} transmitters);`);
-  say(`              ${counts.camera ?? 0} cameras and ${counts.voice_pole ?? 0} voice poles placed from the ledger (not simulated yet: status unknown)`);
+  say(`              ${poles.endpoints.size} voice poles simulated over their vendor HTTP API;`);
+  say(`              ${counts.camera ?? 0} cameras placed from the ledger (not simulated yet: status unknown)`);
   say('  Stop with Ctrl-C.');
   say('');
 
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
     await agent.stop();
     await gateway.stop();
     await fleet.close();
+    await poles.close();
     await localInflux?.stop();
     process.exit(0);
   };

@@ -4,8 +4,12 @@
  * clear error instead of `undefined` deep inside the map code.
  */
 import type { FeatureCollection } from 'geojson';
+import type { AuditEntry, User } from '../../gateway/src/store/store.js';
 import type { DeviceUpdate, DeviceView, ServerMessage, StorageStatus, TelemetryValue } from '../../protocol/ws.js';
 import { KINDS, STATUSES } from './devices.js';
+import { isRole, type Role } from './roles.js';
+
+export type { AuditEntry, User };
 
 export interface MapSettings {
   /** XYZ template, e.g. https://…/{z}/{x}/{y}.png; null = no base map (offline sites). */
@@ -133,29 +137,108 @@ function isSeries(v: unknown): v is DeviceSeries {
   );
 }
 
+export function isUser(v: unknown): v is User {
+  return (
+    isObject(v) &&
+    isNumber(v.id) &&
+    isString(v.username) &&
+    isString(v.displayName) &&
+    isRole(v.role) &&
+    Array.isArray(v.grids) &&
+    v.grids.every(isString) &&
+    typeof v.disabled === 'boolean' &&
+    isNumber(v.createdAt)
+  );
+}
+
+function isAuditEntry(v: unknown): v is AuditEntry {
+  return (
+    isObject(v) &&
+    isNumber(v.id) &&
+    isNumber(v.ts) &&
+    isString(v.actor) &&
+    isString(v.action) &&
+    (v.subject === null || isString(v.subject)) &&
+    isObject(v.detail)
+  );
+}
+
 // ---- HTTP -------------------------------------------------------------------------------------
 
-async function getJson(path: string, signal?: AbortSignal): Promise<unknown> {
+/**
+ * Sessions, as the page sees them. The session itself is the HttpOnly `gs_session` cookie, which
+ * the page cannot read; it only learns that the cookie stopped working from a 401. Each sign-in
+ * starts a new epoch, so a 401 answered to a request of an earlier session (one still in flight
+ * when the user signed in again) is not taken for the new session expiring.
+ */
+let epoch = 0;
+const unauthenticatedListeners = new Set<(epoch: number) => void>();
+
+/** Call when a session begins (sign-in, or a session found on load). */
+export function beginSessionEpoch(): number {
+  return ++epoch;
+}
+
+export function currentSessionEpoch(): number {
+  return epoch;
+}
+
+/** `listener(epoch)` runs when a request of session `epoch` is answered 401 (signed out or expired). */
+export function onUnauthenticated(listener: (epoch: number) => void): () => void {
+  unauthenticatedListeners.add(listener);
+  return () => unauthenticatedListeners.delete(listener);
+}
+
+interface RequestOptions {
+  method?: 'GET' | 'POST' | 'PATCH';
+  body?: unknown;
+  signal?: AbortSignal | undefined;
+  /** False for sign-in itself, whose 401 means a wrong password, not an expired session. */
+  reportUnauthenticated?: boolean;
+}
+
+async function requestJson(path: string, opts: RequestOptions = {}): Promise<unknown> {
+  const sentIn = epoch;
+  const init: RequestInit = {
+    method: opts.method ?? 'GET',
+    headers: opts.body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+    credentials: 'same-origin',
+    ...(opts.body === undefined ? {} : { body: JSON.stringify(opts.body) }),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  };
   let res: Response;
   try {
-    res = await fetch(path, { headers: { accept: 'application/json' }, ...(signal ? { signal } : {}) });
+    res = await fetch(path, init);
   } catch (err) {
     if (err instanceof DOMException && err.name === 'AbortError') throw err;
     throw new ApiError(0, 'NETWORK', err instanceof Error ? err.message : String(err));
   }
   let body: unknown = null;
-  try {
-    body = await res.json();
-  } catch {
-    // Non-JSON body: fall through; a failed status still reports below.
+  if (res.status !== 204) {
+    try {
+      body = await res.json();
+    } catch {
+      // Non-JSON body: fall through; a failed status still reports below.
+    }
   }
   if (!res.ok) {
     const code = isObject(body) && isString(body.code) ? body.code : `HTTP_${res.status}`;
     const message = isObject(body) && isString(body.message) ? body.message : res.statusText || `HTTP ${res.status}`;
+    if (res.status === 401 && opts.reportUnauthenticated !== false) {
+      for (const listener of unauthenticatedListeners) {
+        try {
+          listener(sentIn);
+        } catch (err) {
+          console.error('unauthenticated listener failed', err);
+        }
+      }
+    }
     throw new ApiError(res.status, code, message);
   }
   return body;
 }
+
+const getJson = (path: string, signal?: AbortSignal) => requestJson(path, { signal });
 
 function badShape(path: string): ApiError {
   return new ApiError(0, 'BAD_RESPONSE', `unexpected response shape from ${path}`);
@@ -186,6 +269,79 @@ export async function fetchSeries(
   const body = await getJson(path, signal);
   if (!isSeries(body)) throw badShape(path);
   return body;
+}
+
+// ---- sign-in, users, audit --------------------------------------------------------------------
+
+export interface LoginResult {
+  user: User;
+  expiresAt: number;
+}
+
+/**
+ * Signs in; the gateway sets the session cookie. The token in the answer is not kept: the page
+ * needs none (requests and the WebSocket upgrade carry the cookie) and script cannot leak what it
+ * does not hold. Fails with ApiError BAD_LOGIN (401) or TOO_MANY_ATTEMPTS (429).
+ */
+export async function login(username: string, password: string): Promise<LoginResult> {
+  const body = await requestJson('/api/auth/login', { method: 'POST', body: { username, password }, reportUnauthenticated: false });
+  if (!isObject(body) || !isUser(body.user) || !isNumber(body.expiresAt)) throw badShape('/api/auth/login');
+  return { user: body.user, expiresAt: body.expiresAt };
+}
+
+/** Ends the session (the gateway also clears the cookie). A 401 means it had already ended. */
+export async function logout(): Promise<void> {
+  await requestJson('/api/auth/logout', { method: 'POST', reportUnauthenticated: false });
+}
+
+/** The signed-in user; ApiError 401 when there is no live session. */
+export async function fetchMe(opts: { reportUnauthenticated?: boolean } = {}): Promise<User> {
+  const body = await requestJson('/api/auth/me', { reportUnauthenticated: opts.reportUnauthenticated ?? true });
+  if (!isObject(body) || !isUser(body.user)) throw badShape('/api/auth/me');
+  return body.user;
+}
+
+export async function fetchUsers(signal?: AbortSignal): Promise<User[]> {
+  const body = await getJson('/api/users', signal);
+  if (!isObject(body) || !Array.isArray(body.users) || !body.users.every(isUser)) throw badShape('/api/users');
+  return body.users;
+}
+
+export interface NewUserInput {
+  username: string;
+  displayName: string;
+  role: Role;
+  grids: string[];
+  password: string;
+}
+
+export async function createUser(input: NewUserInput): Promise<User> {
+  const body = await requestJson('/api/users', { method: 'POST', body: input });
+  if (!isObject(body) || !isUser(body.user)) throw badShape('/api/users');
+  return body.user;
+}
+
+export interface UserPatch {
+  displayName?: string;
+  role?: Role;
+  grids?: string[];
+  disabled?: boolean;
+  password?: string;
+}
+
+export async function updateUser(id: number, patch: UserPatch): Promise<User> {
+  const path = `/api/users/${encodeURIComponent(String(id))}`;
+  const body = await requestJson(path, { method: 'PATCH', body: patch });
+  if (!isObject(body) || !isUser(body.user)) throw badShape(path);
+  return body.user;
+}
+
+/** The newest audit entries first. */
+export async function fetchAudit(limit: number, signal?: AbortSignal): Promise<AuditEntry[]> {
+  const path = `/api/audit?${new URLSearchParams({ limit: String(limit) }).toString()}`;
+  const body = await getJson(path, signal);
+  if (!isObject(body) || !Array.isArray(body.entries) || !body.entries.every(isAuditEntry)) throw badShape('/api/audit');
+  return body.entries;
 }
 
 // ---- WebSocket ----------------------------------------------------------------------------------
@@ -224,6 +380,12 @@ export interface LiveSocketOptions {
   onMessage: (message: ServerMessage) => void;
   /** `attempt` counts reconnect attempts since the connection was last live (0 while live). */
   onState: (state: ConnState, attempt: number) => void;
+  /**
+   * A connection closed without ever saying `hello`: the gateway is down, or it refused the
+   * upgrade (401 without a live session). A browser cannot tell the two apart, so the owner asks
+   * the API whether the session still holds. The socket keeps retrying until stopped.
+   */
+  onRefused?: () => void;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
 }
@@ -247,12 +409,13 @@ export class LiveSocket {
   #unknownTypesSeen = new Set<string>();
 
   constructor(options: LiveSocketOptions) {
-    this.#opts = { initialBackoffMs: 500, maxBackoffMs: 15_000, ...options };
+    this.#opts = { initialBackoffMs: 500, maxBackoffMs: 15_000, onRefused: () => undefined, ...options };
   }
 
   start(): void {
     if (!this.#stopped) return;
     this.#stopped = false;
+    this.#attempt = 0;
     this.#connect();
   }
 
@@ -264,18 +427,25 @@ export class LiveSocket {
     this.#ws = null;
   }
 
+  /** Closes the current connection as a network fault would; the socket reconnects (tests use this). */
+  drop(): void {
+    this.#ws?.close(4000, 'dropped by the client');
+  }
+
   #connect(): void {
     this.#opts.onState(this.#attempt === 0 ? 'connecting' : 'reconnecting', this.#attempt);
     const ws = new WebSocket(this.#opts.url);
     this.#ws = ws;
+    let greeted = false;
     ws.onmessage = (event: MessageEvent) => {
-      if (typeof event.data !== 'string') return;
+      if (this.#ws !== ws || typeof event.data !== 'string') return;
       const msg = parseServerMessage(event.data);
       if (!msg) {
         this.#warnUnknown(event.data);
         return;
       }
       if (msg.type === 'hello') {
+        greeted = true;
         this.#attempt = 0;
         this.#opts.onState('live', 0);
       }
@@ -294,6 +464,7 @@ export class LiveSocket {
         this.#retryTimer = null;
         this.#connect();
       }, delay);
+      if (!greeted) this.#opts.onRefused();
     };
   }
 

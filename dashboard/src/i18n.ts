@@ -92,7 +92,10 @@ export class I18n {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Fills elements marked `data-i18n="key"` (text) and `data-i18n-title` / `data-i18n-aria-label`. */
+  /**
+   * Fills elements marked `data-i18n="key"` (text) and `data-i18n-title` / `data-i18n-aria-label` /
+   * `data-i18n-placeholder`.
+   */
   applyStatic(root: ParentNode): void {
     document.documentElement.lang = this.#lang;
     document.title = this.t('app.title');
@@ -107,6 +110,10 @@ export class I18n {
     for (const el of root.querySelectorAll<HTMLElement>('[data-i18n-aria-label]')) {
       const key = el.dataset.i18nAriaLabel;
       if (key && this.has(key)) el.setAttribute('aria-label', this.t(key));
+    }
+    for (const el of root.querySelectorAll<HTMLElement>('[data-i18n-placeholder]')) {
+      const key = el.dataset.i18nPlaceholder;
+      if (key && this.has(key)) el.setAttribute('placeholder', this.t(key));
     }
   }
 

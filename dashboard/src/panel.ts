@@ -1,5 +1,5 @@
 /**
- * Everything around the map: connection state, storage banner, language switch and the side panel
+ * Everything around the map: connection state, storage banner and the side panel
  * (fleet counts, the selected device's card, low tanks, legend). Device names and other data are
  * always set with textContent; nothing from the gateway is parsed as HTML.
  */
@@ -15,24 +15,9 @@ import {
   tankLevel,
   type DeviceStore,
 } from './devices.js';
-import { LANGS, type I18n, type MessageKey } from './i18n.js';
+import { h, type Child } from './dom.js';
+import type { I18n, MessageKey } from './i18n.js';
 import { KIND_STYLE, STATUS_STROKE, TANK_BAND_COLOR } from './map.js';
-
-// ---- DOM helpers ------------------------------------------------------------------------------
-
-type Child = Node | string;
-
-/** createElement with attributes; string children become text nodes (never HTML). */
-function h<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  attrs: Record<string, string> = {},
-  ...children: Child[]
-): HTMLElementTagNameMap[K] {
-  const el = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, value);
-  el.append(...children);
-  return el;
-}
 
 function swatch(shape: string, fill: string, stroke: string): HTMLElement {
   const el = h('span', { class: `swatch shape-${shape}`, 'aria-hidden': 'true' });
@@ -180,7 +165,6 @@ export interface PanelElements {
   connState: HTMLElement;
   storageBanner: HTMLElement;
   siteName: HTMLElement;
-  langSwitch: HTMLElement;
 }
 
 export interface PanelOptions {
@@ -280,9 +264,7 @@ export class Panel {
   }
 
   renderAll(): void {
-    this.#i18n.applyStatic(document);
     this.#el.siteName.textContent = this.#siteName;
-    this.#renderLangSwitch();
     this.#renderConn();
     this.#renderStorage();
     this.#renderCounts();
@@ -292,16 +274,6 @@ export class Panel {
   }
 
   // ---- header and banner --------------------------------------------------------------------
-
-  #renderLangSwitch(): void {
-    const buttons = LANGS.map((lang) => {
-      const b = h('button', { type: 'button', lang, 'aria-pressed': String(lang === this.#i18n.lang) }, this.#i18n.tIn(lang, 'lang.name'));
-      b.addEventListener('click', () => this.#i18n.setLang(lang));
-      return b;
-    });
-    this.#el.langSwitch.setAttribute('aria-label', this.#i18n.t('lang.label'));
-    this.#el.langSwitch.replaceChildren(...buttons);
-  }
 
   #renderConn(): void {
     const { state, attempt } = this.#conn;

@@ -12,8 +12,8 @@ import { buildAgent, type EdgeAgent } from '../../edge-agent/src/agent.js';
 import { buildCollectors } from '../../edge-agent/src/collectors/index.js';
 import { createLogger } from '../../gateway/src/log.js';
 import { startTankFleet, type TankFleet } from '../../simulators/src/water-tank/simulator.js';
-import { ARTIFACTS, launchBrowser } from '../helpers/browser.js';
-import { CONFIG_DIR, startTestGateway, testLogLevel, waitFor, type TestGateway, testAgentConfig } from '../helpers/gateway.js';
+import { ARTIFACTS, launchBrowser, signIn } from '../helpers/browser.js';
+import { CONFIG_DIR, startTestGateway, testLogLevel, testPassword, TEST_USERS, waitFor, type TestGateway, testAgentConfig } from '../helpers/gateway.js';
 
 const ledger = loadLedger(join(CONFIG_DIR, 'ledger/chashan-zhuhai.csv'));
 const tanks = ledger.filter((d) => d.kind === 'water_tank').slice(0, 3);
@@ -57,7 +57,9 @@ afterAll(async () => {
 
 describe('dashboard', () => {
   it('shows the whole ledger on the map and a tank level changing live', async () => {
-    await page.goto(`${gateway.httpUrl}/`);
+    // The page needs a session: it opens on the sign-in screen, and a viewer may see the map.
+    await signIn(page, TEST_USERS.viewer.username, testPassword('viewer'), `${gateway.httpUrl}/`);
+    expect(await page.evaluate(() => document.body.dataset.role)).toBe('viewer');
     await page.waitForSelector('[data-testid="conn-state"][data-state="live"]');
     expect(await page.evaluate(() => (window as unknown as { __gs: { deviceCount(): number } }).__gs.deviceCount())).toBe(1788);
     // Storage is off in this test and the page says so.

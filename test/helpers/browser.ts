@@ -4,7 +4,7 @@
  * temporary profile.
  */
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 
@@ -25,3 +25,21 @@ export async function launchBrowser(): Promise<Browser> {
 
 /** Where tests leave screenshots for people to look at (git-ignored). */
 export const ARTIFACTS = join(import.meta.dirname, '../../test-artifacts');
+
+/** Fills the dashboard's sign-in form and submits it; waits for nothing (see signIn). */
+export async function submitSignIn(page: Page, username: string, password: string): Promise<void> {
+  await page.getByTestId('signin-username').fill(username);
+  await page.getByTestId('signin-password').fill(password);
+  await page.getByTestId('signin-submit').click();
+}
+
+/**
+ * Signs in through the page as a person would: opens `url` (if given), waits for the sign-in
+ * screen, submits the form and waits until the page is signed in (body[data-auth="signed-in"]).
+ */
+export async function signIn(page: Page, username: string, password: string, url?: string): Promise<void> {
+  if (url !== undefined) await page.goto(url);
+  await page.getByTestId('signin-username').waitFor();
+  await submitSignIn(page, username, password);
+  await page.waitForSelector('body[data-auth="signed-in"]');
+}

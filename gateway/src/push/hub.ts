@@ -21,7 +21,8 @@ interface PushClient {
 
 export interface HubContext {
   config: GatewayConfig;
-  siteName: string;
+  /** The site id (as in /api/site and /health), so a page can tell it is talking to the right site. */
+  siteId: string;
   log: Logger;
   bus: Bus;
   metrics: Metrics;
@@ -77,7 +78,7 @@ export class PushHub {
       type: 'hello',
       protocol: 1,
       serverTime: Date.now(),
-      site: this.#ctx.siteName,
+      site: this.#ctx.siteId,
       storage: this.#ctx.writer.status,
     });
     this.#sendSnapshot(client);
