@@ -17,11 +17,16 @@ export interface WaterTankSettings {
   modbusPort?: number;
   modbusUnit: number;
 }
+export const CAMERA_VENDORS = ['generic', 'hikvision-like', 'dahua-like'] as const;
+export type CameraVendor = (typeof CAMERA_VENDORS)[number];
+
 export interface CameraSettings {
   headingDeg?: number;
   viewRangeM: number;
   onvifUrl?: string;
   rtspUrl?: string;
+  /** Which ONVIF event topics the camera uses for fire/smoke (the agent maps per vendor). */
+  vendor: CameraVendor;
 }
 export interface VoicePoleSettings {
   apiUrl?: string;
@@ -74,6 +79,7 @@ export const LEDGER_COLUMNS = [
   'view_range_m',
   'onvif_url',
   'rtsp_url',
+  'vendor',
   'api_url',
 ] as const;
 type Column = (typeof LEDGER_COLUMNS)[number];
@@ -170,7 +176,7 @@ class RowReader {
 }
 
 const TANK_COLUMNS: Column[] = ['capacity_m3', 'height_mm', 'low_percent', 'critical_percent', 'modbus_host', 'modbus_port', 'modbus_unit'];
-const CAMERA_COLUMNS: Column[] = ['heading_deg', 'view_range_m', 'onvif_url', 'rtsp_url'];
+const CAMERA_COLUMNS: Column[] = ['heading_deg', 'view_range_m', 'onvif_url', 'rtsp_url', 'vendor'];
 const POLE_COLUMNS: Column[] = ['api_url'];
 
 function readRow(row: Row, line: number): { device?: LedgerDevice; problems: string[] } {
@@ -211,6 +217,9 @@ function readRow(row: Row, line: number): { device?: LedgerDevice; problems: str
     const headingDeg = r.number('heading_deg', 0, 360);
     const onvifUrl = r.url('onvif_url');
     const rtspUrl = r.url('rtsp_url');
+    const vendorText = r.text('vendor') ?? 'generic';
+    const vendor = (CAMERA_VENDORS as readonly string[]).includes(vendorText) ? (vendorText as CameraVendor) : undefined;
+    if (!vendor) r.problems.push(`line ${line}: vendor: "${vendorText}" is not one of ${CAMERA_VENDORS.join(', ')}`);
     device = {
       ...base,
       kind,
@@ -219,6 +228,7 @@ function readRow(row: Row, line: number): { device?: LedgerDevice; problems: str
         viewRangeM: r.number('view_range_m', 10, 50_000) ?? 5000,
         ...(onvifUrl !== undefined ? { onvifUrl } : {}),
         ...(rtspUrl !== undefined ? { rtspUrl } : {}),
+        vendor: vendor ?? 'generic',
       },
     };
   } else if (kind === 'voice_pole') {
@@ -319,6 +329,7 @@ export function ledgerToCsv(devices: readonly LedgerDevice[]): string {
       view_range_m: s.viewRangeM,
       onvif_url: s.onvifUrl,
       rtsp_url: s.rtspUrl,
+      vendor: s.vendor,
       api_url: s.apiUrl,
     };
     lines.push(LEDGER_COLUMNS.map((c) => cell(values[c])).join(','));

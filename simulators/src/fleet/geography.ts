@@ -213,7 +213,12 @@ export function generateFleet(geo: SiteGeography, size: FleetSize, opts: { seed:
       kind: 'camera',
       name: `${cell.gridName}监控${i}号`,
       ...place(cell),
-      settings: { headingDeg: Math.round(rand() * 3600) / 10, viewRangeM: 3000 + Math.round(rand() * 5) * 1000 },
+      // Mixed vendors, as real districts buy from several; most are generic ONVIF.
+      settings: {
+        headingDeg: Math.round(rand() * 3600) / 10,
+        viewRangeM: 3000 + Math.round(rand() * 5) * 1000,
+        vendor: i % 10 === 0 ? 'hikvision-like' : i % 10 === 5 ? 'dahua-like' : 'generic',
+      },
     });
   }
   return devices;
