@@ -92,7 +92,7 @@ export function cameraSpecsFromLedger(devices: readonly LedgerDevice[]): CameraS
   const out: CameraSpec[] = [];
   for (const d of devices) {
     if (d.kind !== 'camera') continue;
-    out.push({ id: d.id, name: d.name, headingDeg: d.settings.headingDeg ?? 0, lat: d.lat, lon: d.lon });
+    out.push({ id: d.id, name: d.name, headingDeg: d.settings.headingDeg ?? 0, vendor: d.settings.vendor, lat: d.lat, lon: d.lon });
   }
   return out;
 }

@@ -216,7 +216,9 @@ export function generateFleet(geo: SiteGeography, size: FleetSize, opts: { seed:
       // Mixed vendors, as real districts buy from several; most are generic ONVIF.
       settings: {
         headingDeg: Math.round(rand() * 3600) / 10,
-        viewRangeM: 3000 + Math.round(rand() * 5) * 1000,
+        // One in twenty is a long-range fire-watch tower camera (5–10 km); the rest are
+        // short-range sensing cameras on poles and ridges (0.5–1.5 km).
+        viewRangeM: i % 20 === 1 ? 5000 + Math.round(rand() * 5) * 1000 : 500 + Math.round(rand() * 10) * 100,
         vendor: i % 10 === 0 ? 'hikvision-like' : i % 10 === 5 ? 'dahua-like' : 'generic',
       },
     });
