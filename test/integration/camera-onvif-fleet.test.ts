@@ -81,8 +81,10 @@ describe('1657 cameras on one server', () => {
     }
   });
 
-  it('200 long polls wait at once and each wakes with its own camera’s fire', async () => {
-    const ids = fleet.ids.filter((_, i) => i % 8 === 3).slice(0, 200);
+  it('150 long polls wait at once and each wakes with its own camera’s fire', async () => {
+    // Generic-vendor cameras, whose fire carries the bearing as `Bearing` in degrees.
+    const generic = new Set(specs.filter((s) => (s.vendor ?? 'generic') === 'generic').map((s) => s.id));
+    const ids = fleet.ids.filter((id, i) => i % 8 === 3 && generic.has(id)).slice(0, 150);
     const soap = async (path: string, body: string) => {
       const nonce = randomBytes(16);
       const created = new Date().toISOString();
@@ -113,7 +115,7 @@ describe('1657 cameras on one server', () => {
     const t0 = Date.now();
     ids.forEach((id, i) => fleet.camera(id).raiseFire({ kind: 'fire', bearingDeg: i }));
     const answers = await Promise.all(polls);
-    console.info(`200 polls answered ${Date.now() - t0} ms after the fires`);
+    console.info(`${ids.length} polls answered ${Date.now() - t0} ms after the fires`);
     expect(Date.now() - t0).toBeLessThan(9000); // answered by the fire, not the 10 s timeout
     answers.forEach((xml, i) => {
       expect(xml).toContain('PropertyOperation="Changed"');
