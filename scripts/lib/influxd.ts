@@ -113,7 +113,7 @@ function makeServer(url: string, port: number, child: ChildProcess, tempDir: str
     pause: () => child.kill('SIGSTOP'),
     resume: () => child.kill('SIGCONT'),
     async stop() {
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGCONT');
         const exited = new Promise((r) => child.once('exit', r));
         // Tests throw their data away, so SIGKILL is fine; a kept data dir gets a clean shutdown.

@@ -1,0 +1,58 @@
+/**
+ * The gateway under test, in its own process so the benchmark can measure its CPU and RSS from
+ * /proc. Built the way the tests build it (`resolveConfig` + `buildGateway`) from a config
+ * document passed in GS_BENCH_CONFIG (JSON). Logs go to stderr; stdout carries JSON lines only:
+ *
+ *   {"ready":true,"pid":…,"mqttPort":…,"httpPort":…,"nofile":…}   once listening
+ *   {"gc":true,"heapUsedMb":…}                                    after a "gc" command
+ *
+ * Commands on stdin, one per line: "gc" (needs --expose-gc). Closing stdin (or SIGTERM) stops
+ * the gateway cleanly (flushes to InfluxDB) and exits.
+ */
+import { createInterface } from 'node:readline';
+import { getHeapStatistics } from 'node:v8';
+import { pino } from 'pino';
+import { resolveConfig } from '../config/load.js';
+import { buildGateway } from '../gateway/src/gateway.js';
+import { readNofile, REPO } from './lib/proc.js';
+
+const raw = process.env.GS_BENCH_CONFIG;
+if (!raw) {
+  process.stderr.write('GS_BENCH_CONFIG (a JSON config document) is required\n');
+  process.exit(2);
+}
+const { config } = resolveConfig(JSON.parse(raw) as unknown, { source: 'bench', baseDir: `${REPO}/config` });
+const log = pino({ level: config.log.level }, pino.destination(2));
+const gateway = buildGateway(config, { log });
+await gateway.start();
+process.stdout.write(
+  `${JSON.stringify({ ready: true, pid: process.pid, mqttPort: gateway.mqttPort, httpPort: gateway.httpPort, nofile: readNofile('self') ?? null })}\n`,
+);
+
+let stopping = false;
+async function shutdown(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  const hard = setTimeout(() => process.exit(1), 60_000);
+  hard.unref();
+  try {
+    await gateway.stop();
+  } finally {
+    process.exit(0);
+  }
+}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    if (line.trim() === 'gc') {
+      gc?.();
+      // Not process.memoryUsage(): it opens /proc/self/statm, which fails with EMFILE when every
+      // descriptor is taken by connections. The parent reads RSS from /proc itself.
+      const heap = getHeapStatistics();
+      process.stdout.write(`${JSON.stringify({ gc: gc !== undefined, heapUsedMb: heap.used_heap_size / 2 ** 20 })}\n`);
+    }
+  })
+  .on('close', () => void shutdown());
+process.on('SIGTERM', () => void shutdown());
+process.on('SIGINT', () => void shutdown());
