@@ -13,8 +13,7 @@ import { buildAgent } from '../edge-agent/src/agent.js';
 import { buildCollectors } from '../edge-agent/src/collectors/index.js';
 import { buildGateway } from '../gateway/src/gateway.js';
 import { createLogger } from '../gateway/src/log.js';
-import { startPoleFleet } from '../simulators/src/voice-pole/simulator.js';
-import { startTankFleet } from '../simulators/src/water-tank/simulator.js';
+import { startSiteFleet } from '../simulators/src/fleet/fleet.js';
 import { INFLUXD, startInfluxd, type InfluxServer } from './lib/influxd.js';
 
 const { values } = parseArgs({ options: { config: { type: 'string', short: 'c', default: 'config/demo.yaml' } } });
@@ -53,17 +52,18 @@ async function main(): Promise<void> {
     }
   }
 
-  const fleet = await startTankFleet(ledger, {
+  say(`Starting the simulated site (${ledger.length} devices)…`);
+  const fleet = await startSiteFleet(ledger, {
     seed: config.simulators?.seed ?? 20250401,
     timeScale: config.simulators?.timeScale ?? 60,
     host: config.simulators?.host ?? '127.0.0.1',
-    basePort: config.simulators?.modbusBasePort ?? 0,
+    onProgress: (part, detail) => say(`  ✓ ${part.padEnd(12)} ${detail}`),
   });
-  const poles = await startPoleFleet(ledger, { host: config.simulators?.host ?? '127.0.0.1' });
   const gateway = buildGateway(config, { log, ledger });
   await gateway.start();
   const agentConfig = { ...config.agent, brokerUrl: gateway.mqttUrl };
-  const { collectors, devices } = buildCollectors(agentConfig, ledger, log, { tankEndpoints: fleet.endpoints, poleEndpoints: poles.endpoints });
+  // The agent reads the same ledger with each device's simulated address filled in.
+  const { collectors, devices } = buildCollectors(agentConfig, fleet.siteLedger(), log);
   const agent = buildAgent({ config: agentConfig, log: log.child({ process: 'agent' }), collectors, deviceCount: devices.length });
   await agent.start();
 
@@ -75,11 +75,15 @@ async function main(): Promise<void> {
   say(`  Sign in:    admin / admin-demo · duty / duty-demo · viewer / viewer-demo · grid / grid-demo  (demo accounts)`);
   say(`  MQTT:       ${gateway.mqttUrl}  (anonymous, development mode)`);
   say(`  Storage:    ${gateway.storage.writer.status.state === 'ok' ? `InfluxDB ${gw.influx.url}, database ${gw.influx.database}` : `NOT STORING (${gateway.storage.writer.status.message ?? 'disabled'})`}`);
-  say(`  Fleet:      ${counts.water_tank ?? 0} water tanks simulated over Modbus TCP (${fleet.endpoints.size} transmitters);`);
-  say(`              ${poles.endpoints.size} voice poles simulated over their vendor HTTP API;`);
-  say(`              ${counts.camera ?? 0} cameras placed from the ledger (not simulated yet: status unknown)`);
+  say(`  Fleet:      ${counts.water_tank ?? 0} water tanks (Modbus TCP), ${counts.voice_pole ?? 0} voice poles (HTTP), ${counts.camera ?? 0} cameras (ONVIF + RTSP);`);
+  say(`              cameras come online over the first minute as the agent connects to each.`);
+  say(`  Fire drill:  a fire near 29.43 N 105.885 E is ignited in 60 s (scenario time ×60); GS__SIMULATORS__TIME_SCALE changes the tank clock`);
   say('  Stop with Ctrl-C.');
   say('');
+
+  // A fire drill a minute in, so the map has something to show: cameras report smoke and fire
+  // with bearings (alerts and incidents are not built yet; the events are stored and counted).
+  const drill = { timer: setTimeout(() => fleet.igniteFire({ lat: 29.43, lon: 105.885 }, { timeScale: 60 }), 60_000), stop() { clearTimeout(this.timer); } };
 
   let stopping = false;
   const shutdown = async () => {
@@ -88,8 +92,8 @@ async function main(): Promise<void> {
     say('stopping…');
     await agent.stop();
     await gateway.stop();
+    drill.stop();
     await fleet.close();
-    await poles.close();
     await localInflux?.stop();
     process.exit(0);
   };
