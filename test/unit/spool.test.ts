@@ -82,6 +82,16 @@ describe('gateway spool', () => {
     await spool.close();
   });
 
+  it('reads a line longer than its first guess of a batch', async () => {
+    const spool = await openSpool();
+    const long = `m s="${'x'.repeat(100_000)}" 2`;
+    spool.append(long);
+    spool.append('m v=3 3');
+    await spool.barrier();
+    expect(lines(spool.readBatch(5, 1 << 20))).toEqual([long, 'm v=3 3']);
+    await spool.close();
+  });
+
   it('says when it is full', async () => {
     const spool = await openSpool({ maxBytes: 1024 * 1024 });
     expect(spool.full).toBe(false);

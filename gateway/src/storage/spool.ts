@@ -172,18 +172,27 @@ export class Spool {
         if (this.#acked.seg === seg.id && this.#acked.offset >= seg.size) this.ack(this.#reader, 0);
         continue;
       }
-      const len = Math.min(available, maxBytes);
-      const buf = Buffer.allocUnsafe(len);
+      // Read about what maxLines need (lines are ~150 bytes), not maxBytes each time: a large
+      // backlog would otherwise cost a multi-megabyte read and allocation per batch. A line
+      // longer than that guess is read again with the full allowance.
       const fd = this.#readFd(seg);
-      const got = readSync(fd, buf, 0, len, this.#reader.offset);
+      const limit = Math.min(available, maxBytes);
+      let len = Math.min(limit, Math.max(64 * 1024, maxLines * 512));
+      let buf: Buffer;
       let end = 0;
       let lines = 0;
-      for (let i = buf.indexOf(10, 0); i !== -1 && i < got; i = buf.indexOf(10, i + 1)) {
-        end = i + 1;
-        if (++lines >= maxLines) break;
+      for (;;) {
+        buf = Buffer.allocUnsafe(len);
+        const got = readSync(fd, buf, 0, len, this.#reader.offset);
+        for (let i = buf.indexOf(10, 0); i !== -1 && i < got; i = buf.indexOf(10, i + 1)) {
+          end = i + 1;
+          if (++lines >= maxLines) break;
+        }
+        if (lines > 0 || len === limit) break;
+        len = limit;
       }
       if (lines === 0) {
-        if (len === available) return undefined; // cannot happen: committed data ends in a newline
+        if (limit === available) return undefined; // cannot happen: committed data ends in a newline
         throw new Error(`a spool line is longer than ${maxBytes} bytes`);
       }
       const endCursor = { seg: seg.id, offset: this.#reader.offset + end };
