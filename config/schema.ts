@@ -236,8 +236,6 @@ export const SimulatorConfig = Type.Object(
     timeScale: Type.Number({ minimum: 0.01, maximum: 10_000, default: 60 }),
     /** Address the simulators listen on. */
     host: Type.String({ default: '127.0.0.1' }),
-    /** First Modbus TCP port; tank i listens on basePort + i. 0 = any free port. */
-    modbusBasePort: port(0),
   },
   { ...strict, default: {} },
 );

@@ -49,10 +49,9 @@ export class SeriesWriter {
         fsync: ctx.spool.fsync,
         commitIntervalMs: ctx.spool.commitIntervalMs,
         log: ctx.log.child({ part: 'spool' }),
-        onCommit: (seconds, bytes) => {
+        onCommit: (seconds) => {
           ctx.metrics.spoolCommitSeconds.observe(seconds);
           ctx.metrics.spoolBytes.set(this.#spool?.bytes ?? 0);
-          void bytes;
           if ((this.#spool?.backlog ?? 0) >= ctx.config.batchSize) this.#kick();
         },
       });
