@@ -2,6 +2,8 @@
  * WebSocket messages between the gateway (`/ws`) and the dashboard. JSON text frames.
  * Server -> client only for now; the client sends nothing but WebSocket pings.
  */
+import type { BroadcastServerMessage } from './broadcasts.js';
+import type { IncidentServerMessage } from './incidents.js';
 import type { DeviceKind } from './payloads.js';
 
 export type Availability = 'online' | 'offline' | 'unknown';
@@ -40,4 +42,6 @@ export type ServerMessage =
   | { type: 'devices.snapshot'; devices: DeviceView[] }
   /** Coalesced: one message per flush interval with the latest update per device. */
   | { type: 'devices.update'; updates: DeviceUpdate[] }
-  | { type: 'storage'; storage: StorageStatus };
+  | { type: 'storage'; storage: StorageStatus }
+  | IncidentServerMessage
+  | BroadcastServerMessage;

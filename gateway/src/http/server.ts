@@ -186,7 +186,7 @@ export async function buildHttp(ctx: HttpContext) {
     },
   );
 
-  app.get('/ws', { websocket: true, ...viewer }, (socket) => hub.attach(socket));
+  app.get('/ws', { websocket: true, ...viewer }, (socket, req) => hub.attach(socket, req.user!));
   // MQTT over WebSocket for agents and browsers that cannot open a TCP port (docs/security.md).
   const mqttPath = gw.mqtt.websocketPath;
   if (mqttPath !== null) app.get(mqttPath, { websocket: true }, (socket, req) => broker.attachWebSocket(socket, req.raw));

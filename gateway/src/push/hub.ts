@@ -12,9 +12,15 @@ import type { Bus } from '../bus.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceRegistry } from '../registry/registry.js';
 import type { SeriesWriter } from '../storage/writer.js';
+import type { User } from '../store/store.js';
+
+/** Decides whether a signed-in user may receive a message (e.g. a grid worker: own grids only). */
+export type Audience = (user: User) => boolean;
 
 interface PushClient {
   socket: WebSocket;
+  /** Who signed in on this socket: incidents and other scoped messages are filtered by it. */
+  user: User;
   /** Set when the client fell behind and must be re-sent a snapshot once drained. */
   stale: boolean;
 }
@@ -36,6 +42,7 @@ export class PushHub {
   #pending = new Map<string, DeviceUpdate>();
   #timer: NodeJS.Timeout | undefined;
   readonly #off: Array<() => void> = [];
+  readonly #attachListeners = new Set<(user: User, send: (message: ServerMessage) => void) => void>();
 
   constructor(ctx: HubContext) {
     this.#ctx = ctx;
@@ -65,8 +72,8 @@ export class PushHub {
     this.#clients.clear();
   }
 
-  attach(socket: WebSocket): void {
-    const client: PushClient = { socket, stale: false };
+  attach(socket: WebSocket, user: User): void {
+    const client: PushClient = { socket, user, stale: false };
     this.#clients.add(client);
     this.#ctx.metrics.wsClients.set(this.#clients.size);
     socket.on('close', () => {
@@ -81,7 +88,7 @@ export class PushHub {
       site: this.#ctx.siteId,
       storage: this.#ctx.writer.status,
     });
-    this.#sendSnapshot(client);
+    this.#sendState(client);
   }
 
   /** Sends coalesced updates to every client that keeps up. Runs on the flush timer. */
@@ -90,7 +97,7 @@ export class PushHub {
     for (const client of this.#clients) {
       if (client.stale && client.socket.bufferedAmount < max / 4) {
         client.stale = false;
-        this.#sendSnapshot(client);
+        this.#sendState(client);
       }
     }
     if (this.#pending.size === 0) return;
@@ -99,14 +106,41 @@ export class PushHub {
     this.#broadcast({ type: 'devices.update', updates });
   }
 
-  #broadcast(message: ServerMessage): void {
-    if (this.#clients.size === 0) return;
-    const text = JSON.stringify(message);
-    for (const client of this.#clients) this.#sendText(client, text);
+  /**
+   * Sends a message to every connected client now (not coalesced), or only to those the audience
+   * admits. For events people act on (incidents, broadcast progress), which must not wait for the
+   * next device flush. A client that fell behind misses it, and gets the whole state again
+   * (`onAttach`) once it drains.
+   */
+  publish(message: ServerMessage, audience?: Audience): void {
+    this.#broadcast(message, audience);
   }
 
-  #sendSnapshot(client: PushClient): void {
+  /**
+   * Runs for every new client after the device snapshot: capabilities send their current state
+   * (open incidents, running broadcasts) through `send`.
+   */
+  onAttach(listener: (user: User, send: (message: ServerMessage) => void) => void): () => void {
+    this.#attachListeners.add(listener);
+    return () => this.#attachListeners.delete(listener);
+  }
+
+  #broadcast(message: ServerMessage, audience?: Audience): void {
+    if (this.#clients.size === 0) return;
+    const text = JSON.stringify(message);
+    for (const client of this.#clients) if (!audience || audience(client.user)) this.#sendText(client, text);
+  }
+
+  /** The full picture: the device snapshot, then each capability's current state. */
+  #sendState(client: PushClient): void {
     this.#send(client, { type: 'devices.snapshot', devices: this.#ctx.registry.views() });
+    for (const listener of this.#attachListeners) {
+      try {
+        listener(client.user, (message) => this.#send(client, message));
+      } catch (err) {
+        this.#ctx.log.error({ err }, 'attach listener failed');
+      }
+    }
   }
 
   #send(client: PushClient, message: ServerMessage): void {

@@ -6,43 +6,10 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { MIGRATIONS } from './migrations.js';
+import { SqliteBroadcastStore } from './sqlite-broadcasts.js';
+import { SqliteIncidentStore } from './sqlite-incidents.js';
 import type { AuditEntry, AuditQuery, NewUser, OperationalStore, Role, Session, User, UserRecord } from './store.js';
-
-const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
-  {
-    version: 1,
-    name: 'users, sessions, audit',
-    sql: `
-      CREATE TABLE users (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        username TEXT NOT NULL UNIQUE,
-        display_name TEXT NOT NULL,
-        role TEXT NOT NULL,
-        grids TEXT NOT NULL DEFAULT '[]',
-        password_hash TEXT NOT NULL,
-        disabled INTEGER NOT NULL DEFAULT 0,
-        created_at INTEGER NOT NULL
-      );
-      CREATE TABLE sessions (
-        token_hash TEXT PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-        created_at INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL
-      );
-      CREATE INDEX sessions_user ON sessions (user_id);
-      CREATE TABLE audit (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts INTEGER NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        subject TEXT,
-        detail TEXT NOT NULL DEFAULT '{}'
-      );
-      CREATE INDEX audit_ts ON audit (ts);
-      CREATE INDEX audit_actor ON audit (actor, ts);
-    `,
-  },
-];
 
 interface UserRow {
   id: number;
@@ -75,6 +42,8 @@ function withoutSecret(u: UserRecord): User {
 
 export class SqliteStore implements OperationalStore {
   readonly #db: Database.Database;
+  readonly incidents: SqliteIncidentStore;
+  readonly broadcasts: SqliteBroadcastStore;
 
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -83,6 +52,12 @@ export class SqliteStore implements OperationalStore {
     this.#db.pragma('synchronous = NORMAL');
     this.#db.pragma('foreign_keys = ON');
     this.#migrate();
+    this.incidents = new SqliteIncidentStore(this.#db);
+    this.broadcasts = new SqliteBroadcastStore(this.#db);
+  }
+
+  transaction<T>(fn: () => T): T {
+    return this.#db.transaction(fn)();
   }
 
   #migrate(): void {

@@ -1,8 +1,10 @@
 /**
- * The operational store: users, sessions and the audit log now; incidents, dispatches and
- * broadcasts as those features land. One interface, so a PostgreSQL implementation can stand
- * beside the SQLite default when several gateways share state.
+ * The operational store: users, sessions, the audit log, incidents and broadcasts. One interface,
+ * so a PostgreSQL implementation can stand beside the SQLite default when several gateways share
+ * state.
  */
+import type { BroadcastStore } from './broadcasts.js';
+import type { IncidentStore } from './incidents.js';
 
 export const ROLES = ['viewer', 'grid_worker', 'duty_officer', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -78,5 +80,10 @@ export interface OperationalStore {
   // audit
   audit(entry: Omit<AuditEntry, 'id'>): AuditEntry;
   listAudit(q: AuditQuery): AuditEntry[];
+  // capabilities
+  readonly incidents: IncidentStore;
+  readonly broadcasts: BroadcastStore;
+  /** Runs fn atomically (all of it or none) across every part of the store. */
+  transaction<T>(fn: () => T): T;
   close(): void;
 }

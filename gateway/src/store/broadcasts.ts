@@ -1,0 +1,2 @@
+/** The broadcast part of the operational store. */
+export interface BroadcastStore {}

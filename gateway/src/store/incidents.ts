@@ -1,0 +1,2 @@
+/** The incident part of the operational store. */
+export interface IncidentStore {}

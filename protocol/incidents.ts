@@ -1,0 +1,2 @@
+/** Incidents as the API and the dashboard see them (REST bodies and `/ws` messages). */
+export type IncidentServerMessage = never;
