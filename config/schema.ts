@@ -53,6 +53,191 @@ export const InfluxConfig = Type.Object(
   { ...strict, default: {} },
 );
 
+const GridId = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' });
+const Seconds = (def: number, max = 7 * 24 * 3600) => Type.Integer({ minimum: 1, maximum: max, default: def });
+/** Seconds an incident of a category waits at each level for an acknowledgement before moving up. */
+const EscalationSteps = (grid: number, community: number, street: number) =>
+  Type.Object({ grid: Seconds(grid), community: Seconds(community), street: Seconds(street) }, { ...strict, default: {} });
+
+/**
+ * Fire alerts: the rules that turn device signals into incidents, and who gets them (docs/alerts.md).
+ * Defaults follow the 2025 Yongchuan drill (a video alarm looked at within 1 minute, a ranger on
+ * site within 3) and GB 50974 practice for tanks.
+ */
+export const AlertsConfig = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true }),
+    camera: Type.Object(
+      {
+        /** Fire/smoke alarms below this confidence are counted but raise nothing. */
+        minConfidence: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
+        /** ...lowered to this when today's fire danger level is 4 or 5 (high, extreme). */
+        minConfidenceHighDanger: Type.Number({ minimum: 0, maximum: 1, default: 0.35 }),
+        /** A camera repeating the same alarm within this many seconds adds to a count, not to the timeline. */
+        repeatWindowSec: Seconds(60, 3600),
+      },
+      { ...strict, default: {} },
+    ),
+    correlation: Type.Object(
+      {
+        /** A signal joins an open incident whose latest signal is at most this old. */
+        windowSec: Seconds(1800),
+        /** A camera whose bearing passes within this distance of a located fire is seeing the same fire. */
+        joinDistanceM: Type.Number({ minimum: 50, maximum: 20_000, default: 1000 }),
+        /** Two bearings crossing at less than this angle are too close to parallel for a fix. */
+        minCrossingAngleDeg: Type.Number({ minimum: 1, maximum: 60, default: 10 }),
+      },
+      { ...strict, default: {} },
+    ),
+    tank: Type.Object(
+      {
+        /** A low/critical tank alarm clears only once the level is this many % above its threshold. */
+        hysteresisPercent: Type.Number({ minimum: 0, maximum: 50, default: 5 }),
+        /** The level falling faster than this (% of height per hour)... */
+        fallRatePercentPerHour: Type.Number({ minimum: 1, maximum: 1000, default: 15 }),
+        /** ...over at least this window raises a "draining" alarm (a leak or unauthorised use). */
+        fallWindowMin: Type.Integer({ minimum: 1, maximum: 24 * 60, default: 10 }),
+      },
+      { ...strict, default: {} },
+    ),
+    offline: Type.Object(
+      {
+        /** A device offline this long is a blind spot and raises a device incident. */
+        camera: Seconds(1800),
+        voice_pole: Seconds(3600),
+        water_tank: Seconds(3600),
+      },
+      { ...strict, default: {} },
+    ),
+    nearby: Type.Object(
+      {
+        tanks: Type.Integer({ minimum: 0, maximum: 20, default: 3 }),
+        poles: Type.Integer({ minimum: 0, maximum: 50, default: 5 }),
+        withinM: Type.Number({ minimum: 100, maximum: 50_000, default: 5000 }),
+      },
+      { ...strict, default: {} },
+    ),
+    escalation: Type.Object(
+      {
+        fire: EscalationSteps(60, 120, 300),
+        water: EscalationSteps(1800, 3600, 7200),
+        device: EscalationSteps(3600, 4 * 3600, 12 * 3600),
+      },
+      { ...strict, default: {} },
+    ),
+    /**
+     * Who is notified at each level besides the signed-in users of the dashboard: grid workers
+     * and leaders by grid, community and street duty staff, the district duty desk. A contact
+     * with a `username` also rings on that user's phone view.
+     */
+    roster: Type.Array(
+      Type.Object(
+        {
+          name: Type.String({ minLength: 1, maxLength: 80 }),
+          level: Type.Union([Type.Literal('grid'), Type.Literal('community'), Type.Literal('street'), Type.Literal('district')]),
+          role: Type.Optional(Type.String({ maxLength: 40, description: 'e.g. grid leader, full-time grid worker' })),
+          username: Type.Optional(Type.String({ maxLength: 64 })),
+          phone: Type.Optional(Type.String({ pattern: '^\\+?[0-9 -]{5,20}$' })),
+          /** Grids (level grid) or communities (level community) covered; street and district cover the site. */
+          grids: Type.Optional(Type.Array(GridId)),
+          communities: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 80 }))),
+        },
+        strict,
+      ),
+      { default: [] },
+    ),
+    /** Each dispatch and escalation is POSTed as JSON to these (SMS or work-chat gateways). */
+    webhooks: Type.Array(
+      Type.Object(
+        {
+          url: Url,
+          /** Only these levels (default all). */
+          levels: Type.Optional(Type.Array(Type.Union([Type.Literal('grid'), Type.Literal('community'), Type.Literal('street'), Type.Literal('district')]))),
+          /** HMAC-SHA256 of the body, hex, in the X-GreenShield-Signature header. */
+          secret: Type.Optional(Type.String({ minLength: 8 })),
+          timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000 }),
+          /** Attempts before a notification counts as failed (backoff 1 s, 2 s, 4 s ...). */
+          attempts: Type.Integer({ minimum: 1, maximum: 10, default: 4 }),
+        },
+        strict,
+      ),
+      { default: [] },
+    ),
+  },
+  { ...strict, default: {} },
+);
+
+/** Pole, group, clip and template ids (the protocol's id pattern). */
+const BROADCAST_ID = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
+
+/**
+ * Voice broadcast jobs (docs/broadcast.md): how long a broadcast may still start, how deliveries
+ * are retried, pole groups, the clips the poles hold and site templates besides the built-in ones.
+ */
+export const BroadcastConfig = Type.Object(
+  {
+    /** IANA time zone of the site: daily windows ("08:00–09:00") are local times there. */
+    timeZone: Type.String({ minLength: 1, default: 'Asia/Shanghai' }),
+    /**
+     * Default expiry, minutes after the start, per priority: a pole that has not started the
+     * broadcast by then never plays it (a routine reminder an hour late is noise). A request may
+     * set its own `expiresAt`.
+     */
+    expiryMin: Type.Object(
+      {
+        routine: Type.Integer({ minimum: 1, maximum: 24 * 60, default: 30 }),
+        warning: Type.Integer({ minimum: 1, maximum: 24 * 60, default: 60 }),
+        emergency: Type.Integer({ minimum: 1, maximum: 24 * 60, default: 60 }),
+      },
+      { ...strict, default: {} },
+    ),
+    /**
+     * A command with no ack after this long is published again with the same command id (the
+     * agent and the pole drop a duplicate, so nothing plays twice)...
+     */
+    ackTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+    /** ...at most this many times; then the pole waits until it is next heard online. */
+    maxResends: Type.Integer({ minimum: 0, maximum: 20, default: 3 }),
+    /** After a pole could not carry a broadcast out (unreachable from its agent, busy with a higher priority), a new attempt this much later... */
+    retryDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000 }),
+    /** ...at most this many attempts in all (each with a new command id); all within the expiry. */
+    maxAttempts: Type.Integer({ minimum: 1, maximum: 50, default: 5 }),
+    /** A pole that took a broadcast and reports no end within this many minutes is marked failed. */
+    maxPlayMin: Type.Integer({ minimum: 1, maximum: 24 * 60, default: 30 }),
+    /** Dashboards get a job's per-pole progress at most this often (end of a job: at once). */
+    progressIntervalMs: Type.Integer({ minimum: 16, maximum: 10_000, default: 250 }),
+    /** How often the scheduler checks due runs, retries, ack timeouts and expiries. */
+    tickMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000 }),
+    /** Named pole groups for targets (`{ "type": "group", "group": "scenic-area" }`): name → pole ids. */
+    groups: Type.Record(Type.String({ pattern: BROADCAST_ID }), Type.Array(Type.String({ pattern: BROADCAST_ID }), { minItems: 1 }), { default: {} }),
+    /** Recordings every pole holds (the vendor's built-in clips); a clip broadcast must name one. */
+    clips: Type.Array(Type.Object({ id: Type.String({ pattern: BROADCAST_ID }), title: Type.String({ minLength: 1, maxLength: 80 }) }, strict), {
+      default: [
+        { id: 'fire-warning-01', title: '防火宣传' },
+        { id: 'fire-ban-01', title: '高火险禁火令' },
+        { id: 'evacuation-01', title: '紧急疏散' },
+        { id: 'test-tone-01', title: '设备测试音' },
+      ],
+    }),
+    /** Site templates besides the built-in ones (same id: replaces it). `{name}` is a variable. */
+    templates: Type.Array(
+      Type.Object(
+        {
+          id: Type.String({ pattern: BROADCAST_ID }),
+          title: Type.String({ minLength: 1, maxLength: 80 }),
+          priority: Type.Union([Type.Literal('routine'), Type.Literal('warning'), Type.Literal('emergency')]),
+          text: Type.String({ minLength: 1, maxLength: 500 }),
+          /** Variable name → what to fill in (shown in the console). */
+          variables: Type.Record(Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_]{0,39}$' }), Type.String({ maxLength: 200 }), { default: {} }),
+        },
+        strict,
+      ),
+      { default: [] },
+    ),
+  },
+  { ...strict, default: {} },
+);
+
 export const GatewayConfig = Type.Object(
   {
     mqtt: Type.Object(
@@ -145,7 +330,7 @@ export const GatewayConfig = Type.Object(
       },
       { ...strict, default: {} },
     ),
-    /** The operational store (users, sessions, audit; incidents and broadcasts later). */
+    /** The operational store (users, sessions, audit, incidents, broadcasts). */
     store: Type.Object(
       {
         /** SQLite file; relative to the config file; default <dataDir>/greenshield.sqlite. */
@@ -177,6 +362,8 @@ export const GatewayConfig = Type.Object(
       },
       { ...strict, default: {} },
     ),
+    alerts: AlertsConfig,
+    broadcast: BroadcastConfig,
     /** Where the gateway keeps its files (spool, operational store). */
     dataDir: Type.String({ default: '../.data/gateway' }),
   },
@@ -248,6 +435,8 @@ export const Config = Type.Object(
         name: Type.String({ default: '茶山竹海街道' }),
         /** GeoJSON with the site outline, communities and grids (paths relative to the config file). */
         geojson: Type.String({ default: 'sites/chashan-zhuhai.geojson' }),
+        /** IANA time zone of the site: incident numbers, daily schedules and the fire danger day follow it. */
+        timeZone: Type.String({ default: 'Asia/Shanghai', minLength: 1 }),
       },
       { ...strict, default: {} },
     ),
@@ -269,5 +458,7 @@ export const Config = Type.Object(
 export type Config = Static<typeof Config>;
 export type GatewayConfig = Static<typeof GatewayConfig>;
 export type InfluxConfig = Static<typeof InfluxConfig>;
+export type AlertsConfig = Static<typeof AlertsConfig>;
+export type BroadcastConfig = Static<typeof BroadcastConfig>;
 export type AgentConfig = Static<typeof AgentConfig>;
 export type SimulatorConfig = Static<typeof SimulatorConfig>;

@@ -16,6 +16,16 @@ export const ERRORS = {
   TOO_MANY_ATTEMPTS: { status: 429, message: 'too many failed sign-ins; wait a few minutes' },
   USER_EXISTS: { status: 409, message: 'a user with this username exists' },
   USER_NOT_FOUND: { status: 404, message: 'no such user' },
+  BROADCAST_NOT_FOUND: { status: 404, message: 'no broadcast with this id' },
+  BROADCAST_BAD_TARGET: { status: 400, message: 'the target names something that does not exist, or selects no voice pole' },
+  BROADCAST_BAD_CONTENT: { status: 400, message: 'the content cannot be broadcast (unknown template or clip, a template variable without a value, text too long)' },
+  BROADCAST_REASON_REQUIRED: { status: 400, message: 'an emergency broadcast needs a reason' },
+  BROADCAST_BAD_SCHEDULE: { status: 400, message: 'the schedule or the expiry is not possible' },
+  BROADCAST_ENDED: { status: 409, message: 'the broadcast has already ended' },
+  BROADCAST_NOTHING_TO_RETRY: { status: 409, message: 'no pole of the broadcast’s last run missed it' },
+  INCIDENT_NOT_FOUND: { status: 404, message: 'no such incident (or it is outside your grids)' },
+  INCIDENT_STATE: { status: 409, message: 'the incident is not in a state that allows this' },
+  REASON_REQUIRED: { status: 400, message: 'this decision needs a reason' },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

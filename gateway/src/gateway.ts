@@ -12,7 +12,10 @@ import type { Config } from '../../config/schema.js';
 import type { DeviceCommand } from '../../protocol/payloads.js';
 import { topics } from '../../protocol/topics.js';
 import { validate } from '../../protocol/validate.js';
+import { Alerts } from './alerts/alerts.js';
+import { SiteMap } from './alerts/site-map.js';
 import { AuthService } from './auth/auth.js';
+import { BroadcastService } from './broadcast/service.js';
 import { EmbeddedBroker } from './broker/broker.js';
 import { SqliteStore } from './store/sqlite.js';
 import { Bus } from './bus.js';
@@ -41,6 +44,9 @@ export interface Gateway {
   readonly registry: DeviceRegistry;
   readonly storage: StorageService;
   readonly ingest: Ingest;
+  readonly alerts: Alerts;
+  readonly siteMap: SiteMap;
+  readonly broadcasts: BroadcastService;
   start(): Promise<void>;
   stop(): Promise<void>;
   /**
@@ -71,6 +77,16 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
   const broker = new EmbeddedBroker({ config: gw, log: log.child({ module: 'broker' }), metrics, ingest, durability: storage.writer, devices: registry });
   const store = new SqliteStore(gw.store.file ?? `${gw.dataDir}/greenshield.sqlite`);
   const auth = new AuthService({ config: gw.auth, store, log: log.child({ module: 'auth' }) });
+  const siteMap = SiteMap.fromFile(config.site.geojson, ledger);
+  const alerts = new Alerts({ config, log: log.child({ module: 'alerts' }), bus, metrics, registry, store, siteMap, hub });
+  const sendCommand = async (deviceId: string, command: DeviceCommand): Promise<void> => {
+    if (!registry.get(deviceId)) throw new Error(`no device "${deviceId}" in the ledger`);
+    const payload = JSON.stringify(command);
+    const checked = validate.command(payload);
+    if (!checked.ok) throw new Error(`invalid command: ${checked.detail}`);
+    await broker.publish(topics.cmd(deviceId), payload, { qos: 1 });
+  };
+  const broadcasts = new BroadcastService({ config: gw.broadcast, log: log.child({ module: 'broadcast' }), bus, metrics, registry, store, site: siteMap, ledger, hub, sendCommand });
   let http: Awaited<ReturnType<typeof buildHttp>> | undefined;
   let httpPort = 0;
   const startedAt = Date.now();
@@ -84,6 +100,9 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
     registry,
     storage,
     ingest,
+    alerts,
+    siteMap,
+    broadcasts,
     get mqttPort() {
       return broker.port;
     },
@@ -103,16 +122,20 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       auth.seed();
       registry.start();
       hub.start();
+      alerts.start();
       await storage.start();
       try {
         await broker.start();
       } catch (err) {
         // A bad credentials file or TLS key material stops the start: undo what already runs.
+        alerts.stop();
         hub.stop();
         registry.stop();
         await storage.stop();
         throw err;
       }
+      // After the broker: resumed broadcast jobs may send at once.
+      broadcasts.start();
       http = await buildHttp({
         config,
         log: log.child({ module: 'http' }),
@@ -124,22 +147,20 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
         startedAt,
         auth,
         store,
+        incidents: alerts.incidents,
+        broadcasts,
         ...(opts.dashboardDir ? { dashboardDir: opts.dashboardDir } : {}),
       });
       await http.listen({ port: gw.http.port, host: gw.http.host });
       httpPort = (http.server.address() as AddressInfo).port;
       log.info({ url: `http://${hostFor(gw.http.host)}:${httpPort}`, devices: registry.size }, 'gateway ready');
     },
-    async sendCommand(deviceId, command) {
-      if (!registry.get(deviceId)) throw new Error(`no device "${deviceId}" in the ledger`);
-      const payload = JSON.stringify(command);
-      const checked = validate.command(payload);
-      if (!checked.ok) throw new Error(`invalid command: ${checked.detail}`);
-      await broker.publish(topics.cmd(deviceId), payload, { qos: 1 });
-    },
+    sendCommand,
     async stop() {
       // Stop taking data first, then flush what was taken.
       await broker.stop();
+      broadcasts.stop();
+      alerts.stop();
       hub.stop();
       if (http) await http.close();
       registry.stop();

@@ -91,6 +91,67 @@ export function createMetrics() {
       labelNames: ['method', 'result'] as const,
       registers: [registry],
     }),
+    alertSignals: new Counter({
+      name: 'gs_alert_signals_total',
+      help: 'Signals the alert rules produced, by kind and outcome (new_incident, joined, repeat, cleared, ignored_low_confidence)',
+      labelNames: ['kind', 'outcome'] as const,
+      registers: [registry],
+    }),
+    incidentsOpen: new Gauge({
+      name: 'gs_incidents_open',
+      help: 'Open incidents by category and status',
+      labelNames: ['category', 'status'] as const,
+      registers: [registry],
+    }),
+    incidentEscalations: new Counter({
+      name: 'gs_incident_escalations_total',
+      help: 'Incidents moved up a level because nobody acknowledged them in time, by the level reached',
+      labelNames: ['level'] as const,
+      registers: [registry],
+    }),
+    incidentNotifications: new Counter({
+      name: 'gs_incident_notifications_total',
+      help: 'Dispatch notifications by channel and result (sent, failed)',
+      labelNames: ['channel', 'result'] as const,
+      registers: [registry],
+    }),
+    alertLatency: new Histogram({
+      name: 'gs_alert_latency_seconds',
+      help: 'Gateway receipt of a device signal to the incident change being pushed to dashboards',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
+    broadcastJobs: new Counter({
+      name: 'gs_broadcast_jobs_total',
+      help: 'Broadcast jobs created, by priority',
+      labelNames: ['priority'] as const,
+      registers: [registry],
+    }),
+    broadcastDeliveries: new Counter({
+      name: 'gs_broadcast_deliveries_total',
+      help: 'Per-pole broadcast deliveries by final state (done, failed, expired, preempted, cancelled), counted when their run ends',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    }),
+    broadcastTimeToPlaying: new Histogram({
+      name: 'gs_broadcast_time_to_playing_seconds',
+      help: 'From the start of a broadcast run to a pole acking playing, by priority (an offline pole that plays on its return counts its wait)',
+      labelNames: ['priority'] as const,
+      buckets: [0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800],
+      registers: [registry],
+    }),
+    broadcastCommands: new Counter({
+      name: 'gs_broadcast_commands_total',
+      help: 'Broadcast commands published to poles, by kind (play: first send of a command id; resend: same id again; stop)',
+      labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    broadcastJobsOpen: new Gauge({
+      name: 'gs_broadcast_jobs_open',
+      help: 'Broadcast jobs scheduled or being delivered',
+      labelNames: ['status'] as const,
+      registers: [registry],
+    }),
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

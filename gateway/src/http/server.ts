@@ -22,6 +22,10 @@ import type { PushHub } from '../push/hub.js';
 import type { EmbeddedBroker } from '../broker/broker.js';
 import type { AuthService } from '../auth/auth.js';
 import type { OperationalStore } from '../store/store.js';
+import type { IncidentService } from '../alerts/incidents.js';
+import { registerIncidentRoutes } from '../alerts/routes.js';
+import type { BroadcastService } from '../broadcast/service.js';
+import { registerBroadcastRoutes } from '../broadcast/routes.js';
 import { registerAuth } from './auth-routes.js';
 
 export const DASHBOARD_DIR = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
@@ -37,6 +41,8 @@ export interface HttpContext {
   startedAt: number;
   auth: AuthService;
   store: OperationalStore;
+  incidents: IncidentService;
+  broadcasts: BroadcastService;
   dashboardDir?: string;
 }
 
@@ -185,6 +191,9 @@ export async function buildHttp(ctx: HttpContext) {
       return { deviceId: device.id, field, from, to, points };
     },
   );
+
+  registerIncidentRoutes(app, { incidents: ctx.incidents, requireRole });
+  registerBroadcastRoutes(app, { broadcasts: ctx.broadcasts, requireRole });
 
   app.get('/ws', { websocket: true, ...viewer }, (socket, req) => hub.attach(socket, req.user!));
   // MQTT over WebSocket for agents and browsers that cannot open a TCP port (docs/security.md).

@@ -108,12 +108,12 @@ export class PushHub {
 
   /**
    * Sends a message to every connected client now (not coalesced), or only to those the audience
-   * admits. For events people act on (incidents, broadcast progress), which must not wait for the
+   * admits; returns how many got it. For events people act on (incidents, broadcast progress), which must not wait for the
    * next device flush. A client that fell behind misses it, and gets the whole state again
    * (`onAttach`) once it drains.
    */
-  publish(message: ServerMessage, audience?: Audience): void {
-    this.#broadcast(message, audience);
+  publish(message: ServerMessage, audience?: Audience): number {
+    return this.#broadcast(message, audience);
   }
 
   /**
@@ -125,10 +125,13 @@ export class PushHub {
     return () => this.#attachListeners.delete(listener);
   }
 
-  #broadcast(message: ServerMessage, audience?: Audience): void {
-    if (this.#clients.size === 0) return;
+  /** Returns how many clients it was sent to. */
+  #broadcast(message: ServerMessage, audience?: Audience): number {
+    if (this.#clients.size === 0) return 0;
     const text = JSON.stringify(message);
-    for (const client of this.#clients) if (!audience || audience(client.user)) this.#sendText(client, text);
+    let sent = 0;
+    for (const client of this.#clients) if ((!audience || audience(client.user)) && this.#sendText(client, text)) sent++;
+    return sent;
   }
 
   /** The full picture: the device snapshot, then each capability's current state. */
@@ -147,13 +150,14 @@ export class PushHub {
     this.#sendText(client, JSON.stringify(message));
   }
 
-  #sendText(client: PushClient, text: string): void {
-    if (client.stale || client.socket.readyState !== client.socket.OPEN) return;
+  #sendText(client: PushClient, text: string): boolean {
+    if (client.stale || client.socket.readyState !== client.socket.OPEN) return false;
     if (client.socket.bufferedAmount > this.#ctx.config.push.maxBufferedBytes) {
       client.stale = true;
       this.#ctx.log.warn('dashboard client is not keeping up; pausing its updates until it drains');
-      return;
+      return false;
     }
     client.socket.send(text);
+    return true;
   }
 }

@@ -1,0 +1,80 @@
+/**
+ * The alerts capability, assembled: rules (signals from device data) feed the incident service
+ * (correlation, location, dispatch, escalation), which notifies people over the WebSocket and any
+ * configured webhooks.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../../../config/schema.js';
+import type { Bus } from '../bus.js';
+import type { Metrics } from '../metrics.js';
+import type { PushHub } from '../push/hub.js';
+import type { DeviceRegistry } from '../registry/registry.js';
+import type { OperationalStore } from '../store/store.js';
+import { IncidentService } from './incidents.js';
+import { PushNotifier, WebhookNotifier, type Notifier } from './notifiers.js';
+import { AlertRules } from './rules.js';
+import type { SiteMap } from './site-map.js';
+
+export interface AlertsContext {
+  config: Config;
+  log: Logger;
+  bus: Bus;
+  metrics: Metrics;
+  registry: DeviceRegistry;
+  store: OperationalStore;
+  siteMap: SiteMap;
+  hub: PushHub;
+  /** Today's fire danger level (1..5) when known. */
+  fireDangerLevel?: () => number | null;
+  /** Extra notifiers (tests). */
+  notifiers?: Notifier[];
+}
+
+export class Alerts {
+  readonly rules: AlertRules;
+  readonly incidents: IncidentService;
+  readonly #offAttach: Array<() => void> = [];
+  readonly #hub: PushHub;
+
+  constructor(ctx: AlertsContext) {
+    const config = ctx.config.gateway!.alerts;
+    this.#hub = ctx.hub;
+    const notifiers: Notifier[] = [
+      new PushNotifier(ctx.hub),
+      ...config.webhooks.map((w) => new WebhookNotifier({ ...w, log: ctx.log })),
+      ...(ctx.notifiers ?? []),
+    ];
+    this.incidents = new IncidentService({
+      config,
+      timeZone: ctx.config.site.timeZone,
+      log: ctx.log,
+      metrics: ctx.metrics,
+      registry: ctx.registry,
+      store: ctx.store,
+      siteMap: ctx.siteMap,
+      push: ctx.hub,
+      notifiers,
+    });
+    this.rules = new AlertRules({
+      config,
+      log: ctx.log,
+      bus: ctx.bus,
+      metrics: ctx.metrics,
+      registry: ctx.registry,
+      onSignal: (signal) => this.incidents.handleSignal(signal),
+      ...(ctx.fireDangerLevel ? { fireDangerLevel: ctx.fireDangerLevel } : {}),
+    });
+  }
+
+  start(): void {
+    this.incidents.start();
+    this.rules.start();
+    this.#offAttach.push(this.#hub.onAttach((user, send) => send({ type: 'incidents.snapshot', incidents: this.incidents.openFor(user) })));
+  }
+
+  stop(): void {
+    for (const off of this.#offAttach.splice(0)) off();
+    this.rules.stop();
+    this.incidents.stop();
+  }
+}

@@ -1,0 +1,704 @@
+/**
+ * Incidents: signals from the rules become incidents that people handle.
+ *
+ * - **Correlation.** A signal joins an open incident instead of making a new one when it is about
+ *   the same thing: a camera whose bearing passes near a located fire (or crosses the single
+ *   bearing of a fire seen by one camera so far), the same camera again, the same tank, another
+ *   dark device in the same grid. Camera alarms on an incident dismissed as a false alarm are
+ *   absorbed by it for the correlation window, so a camera staring at sun glare does not page the
+ *   grid every minute.
+ * - **Location.** Fire incidents are located from their cameras' latest bearings (locate.ts); the
+ *   point decides the grid, the nearest tanks (with live level) and voice poles. With one bearing
+ *   the fire is somewhere on a line: the incident goes to the camera's own grid until a second
+ *   camera fixes it.
+ * - **Dispatch and escalation.** A new incident goes at once to whoever covers its grid; not
+ *   acknowledged in time (per category, config `alerts.escalation`) it moves up: grid → community
+ *   → street → district. Acknowledging, arriving or closing stops the chain. The deadline is
+ *   stored with the incident, so escalation continues across a gateway restart.
+ * - Every step is in the incident's timeline; every human decision and every escalation also in
+ *   the audit log.
+ */
+import type { Logger } from 'pino';
+import type { LedgerDevice } from '../../../config/ledger.js';
+import type { AlertsConfig } from '../../../config/schema.js';
+import {
+  ESCALATION_LEVELS,
+  OPEN_STATUSES,
+  type EscalationLevel,
+  type Incident,
+  type IncidentCamera,
+  type IncidentCategory,
+  type IncidentDetail,
+  type IncidentLocation,
+  type IncidentStatus,
+  type NearbyDevice,
+  type Severity,
+  type SignalKind,
+  type TimelineAction,
+  type TimelineEntry,
+} from '../../../protocol/incidents.js';
+import type { ServerMessage } from '../../../protocol/ws.js';
+import { ApiError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { Audience } from '../push/hub.js';
+import type { DeviceRegistry } from '../registry/registry.js';
+import type { OperationalStore, User } from '../store/store.js';
+import type { IncidentQuery } from '../store/incidents.js';
+import { distanceM, gnomonicPlane, type LatLon } from './geo.js';
+import { locateFire, type BearingObservation } from './locate.js';
+import type { Notifier, Recipient } from './notifiers.js';
+import type { Signal } from './rules.js';
+import type { SiteMap } from './site-map.js';
+
+export interface IncidentContext {
+  config: AlertsConfig;
+  timeZone: string;
+  log: Logger;
+  metrics: Metrics;
+  registry: DeviceRegistry;
+  store: OperationalStore;
+  siteMap: SiteMap;
+  push: { publish(message: ServerMessage, audience?: Audience): number };
+  notifiers: readonly Notifier[];
+  now?: () => number;
+}
+
+export type IncidentAction = 'acknowledge' | 'on_site' | 'resolve' | 'false_alarm' | 'note' | 'escalate';
+
+const CATEGORY_OF: Record<SignalKind, IncidentCategory> = {
+  camera_fire: 'fire',
+  camera_smoke: 'fire',
+  camera_temperature: 'fire',
+  tank_low: 'water',
+  tank_critical: 'water',
+  tank_falling: 'water',
+  device_offline: 'device',
+};
+/** Within a category, a stronger kind names the incident (fire seen beats smoke seen). */
+const KIND_RANK: Record<SignalKind, number> = {
+  camera_fire: 3,
+  camera_smoke: 2,
+  camera_temperature: 1,
+  tank_critical: 3,
+  tank_falling: 2,
+  tank_low: 1,
+  device_offline: 1,
+};
+const SEVERITY_RANK: Record<Severity, number> = { info: 0, warning: 1, critical: 2 };
+/** Titles go to SMS and work-chat as they are: Chinese, as the people who read them. */
+const KIND_TITLE: Record<SignalKind, string> = {
+  camera_fire: '火情报警',
+  camera_smoke: '烟雾报警',
+  camera_temperature: '高温报警',
+  tank_low: '消防水池水位低',
+  tank_critical: '消防水池水位严重不足',
+  tank_falling: '消防水池水位异常下降',
+  device_offline: '设备离线',
+};
+/** Unlocated, a camera's repeat alarm within this angle of its earlier bearing is the same fire. */
+const SAME_CAMERA_TOLERANCE_DEG = 3;
+const ESCALATION_TICK_MS = 1000;
+
+const isOpen = (s: IncidentStatus) => OPEN_STATUSES.includes(s);
+
+export class IncidentService {
+  readonly #ctx: IncidentContext;
+  readonly #now: () => number;
+  readonly #cfg: AlertsConfig;
+  /** Open incidents, and false alarms still absorbing their cameras' repeats. */
+  readonly #live = new Map<string, Incident>();
+  readonly #waterByTank = new Map<string, string>();
+  readonly #deviceByGrid = new Map<string, string>();
+  readonly #gridNames: Map<string, string>;
+  #tick: NodeJS.Timeout | undefined;
+
+  constructor(ctx: IncidentContext) {
+    this.#ctx = ctx;
+    this.#cfg = ctx.config;
+    this.#now = ctx.now ?? Date.now;
+    this.#gridNames = new Map(ctx.siteMap.grids().map((g) => [g.id, g.name]));
+  }
+
+  start(): void {
+    for (const incident of this.#ctx.store.incidents.open()) this.#index(incident);
+    this.#updateGauge();
+    this.#tick = setInterval(() => this.escalateDue(), ESCALATION_TICK_MS);
+    this.#tick.unref();
+    // Overdue escalations from before a restart go out now, not a tick later.
+    this.escalateDue();
+  }
+
+  stop(): void {
+    clearInterval(this.#tick);
+  }
+
+  // ---- reading ----------------------------------------------------------------------------------
+
+  /** Open incidents a user may see (a grid worker: their grids only). */
+  openFor(user: User): Incident[] {
+    return Array.from(this.#live.values()).filter((i) => isOpen(i.status) && canSee(user, i));
+  }
+
+  get(id: string, user: User): IncidentDetail {
+    const incident = this.#ctx.store.incidents.get(id);
+    if (!incident || !canSee(user, incident)) throw new ApiError('INCIDENT_NOT_FOUND', `no incident "${id}"`);
+    return { ...incident, timeline: this.#ctx.store.incidents.timeline(id), dispatches: this.#ctx.store.incidents.dispatches(id) };
+  }
+
+  list(q: IncidentQuery, user: User): { incidents: Incident[]; total: number } {
+    if (user.role === 'grid_worker') {
+      const grids = q.grids ? q.grids.filter((g) => user.grids.includes(g)) : user.grids;
+      return this.#ctx.store.incidents.list({ ...q, grids });
+    }
+    return this.#ctx.store.incidents.list(q);
+  }
+
+  /** Who may receive a message about an incident over the WebSocket. */
+  static audience(incident: Incident): Audience {
+    return (user) => canSee(user, incident);
+  }
+
+  // ---- signals ----------------------------------------------------------------------------------
+
+  handleSignal(signal: Signal): void {
+    if (!this.#cfg.enabled) return;
+    if (signal.clear) return this.#handleClear(signal);
+    const category = CATEGORY_OF[signal.kind];
+    const target = this.#match(category, signal);
+    if (target) this.#join(target, signal);
+    else this.#create(category, signal);
+  }
+
+  #match(category: IncidentCategory, s: Signal): Incident | undefined {
+    const windowMs = this.#cfg.correlation.windowSec * 1000;
+    const fresh = (i: Incident | undefined) => (i && s.receivedAt - i.lastSignalAt <= windowMs ? i : undefined);
+    if (category === 'water') {
+      const id = this.#waterByTank.get(s.device.id);
+      return id ? this.#live.get(id) : undefined;
+    }
+    if (category === 'device') {
+      const id = this.#deviceByGrid.get(s.device.grid);
+      return fresh(id ? this.#live.get(id) : undefined);
+    }
+    let best: { incident: Incident; score: number } | undefined;
+    for (const incident of this.#live.values()) {
+      if (incident.category !== 'fire' || !fresh(incident)) continue;
+      const score = this.#fireMatch(incident, s);
+      if (score !== null && (!best || score < best.score)) best = { incident, score };
+    }
+    return best?.incident;
+  }
+
+  /** How well a camera alarm fits a fire incident (lower is better); null: a different fire. */
+  #fireMatch(incident: Incident, s: Signal): number | null {
+    const camera = s.device;
+    if (camera.kind !== 'camera') return null;
+    const range = camera.settings.viewRangeM;
+    const join = this.#cfg.correlation.joinDistanceM;
+    const loc = incident.location;
+    const known = incident.cameras.find((c) => c.id === camera.id);
+    if (known) {
+      if (s.bearingDeg === null || known.bearingDeg === null) return 0;
+      const diff = angleDiff(s.bearingDeg, known.bearingDeg);
+      if (loc?.method === 'triangulated') {
+        const { perp, along } = rayDistance(camera, s.bearingDeg, loc);
+        return along >= 0 && perp <= join ? perp : null;
+      }
+      return diff <= SAME_CAMERA_TOLERANCE_DEG ? diff : null;
+    }
+    if (s.bearingDeg === null) {
+      // No bearing: the fire is somewhere this camera can see.
+      const ref = loc && loc.method !== 'bearing_line' ? loc : incident.cameras[0];
+      if (!ref) return null;
+      const d = distanceM(camera, ref);
+      return d <= range ? join + d : null;
+    }
+    if (loc?.method === 'triangulated') {
+      const { perp, along } = rayDistance(camera, s.bearingDeg, loc);
+      return along >= 0 && along <= range + join && perp <= join ? perp : null;
+    }
+    // One bearing so far (or none): a fix with the new one must be possible.
+    const observations = this.#observations(incident);
+    if (observations.length === 0) return null;
+    const fix = locateFire([...observations, { cameraId: camera.id, lat: camera.lat, lon: camera.lon, bearingDeg: s.bearingDeg, maxRangeM: range, ts: s.receivedAt }], {
+      minCrossingAngleDeg: this.#cfg.correlation.minCrossingAngleDeg,
+    });
+    return fix.method === 'triangulated' && fix.cameras.includes(camera.id) ? fix.residualM : null;
+  }
+
+  #observations(incident: Incident): BearingObservation[] {
+    const out: BearingObservation[] = [];
+    for (const c of incident.cameras) {
+      if (c.bearingDeg === null) continue;
+      const device = this.#ctx.registry.get(c.id);
+      const maxRangeM = device?.kind === 'camera' ? device.settings.viewRangeM : undefined;
+      out.push({ cameraId: c.id, lat: c.lat, lon: c.lon, bearingDeg: c.bearingDeg, ts: c.lastSignalAt, ...(maxRangeM ? { maxRangeM } : {}) });
+    }
+    return out;
+  }
+
+  #create(category: IncidentCategory, s: Signal): void {
+    const now = this.#now();
+    const { store } = this.#ctx;
+    const incident: Incident = {
+      id: '',
+      category,
+      kind: s.kind,
+      severity: s.severity,
+      status: 'new',
+      title: '',
+      createdAt: now,
+      updatedAt: now,
+      firstSignalAt: s.receivedAt,
+      lastSignalAt: s.receivedAt,
+      signalCount: 1 + s.repeats,
+      devices: [s.device.id],
+      cameras: s.device.kind === 'camera' ? [cameraEntry(s)] : [],
+      location: null,
+      grid: s.device.grid,
+      gridName: this.#gridNames.get(s.device.grid) ?? null,
+      community: s.device.community,
+      nearestTanks: [],
+      nearestPoles: [],
+      level: 'grid',
+      escalateAt: null,
+      acknowledgedAt: null,
+      acknowledgedBy: null,
+      closedAt: null,
+      closedBy: null,
+      closeReason: null,
+    };
+    this.#place(incident, s.device);
+    incident.title = this.#title(incident);
+    const recipients = this.#recipients(incident, 'grid');
+    if (recipients.length > 0) incident.status = 'dispatched';
+    incident.escalateAt = now + this.#cfg.escalation[category].grid * 1000;
+    store.transaction(() => {
+      incident.id = this.#newId(now);
+      store.incidents.insert(incident);
+      store.incidents.addSignal(storedSignal(incident.id, s));
+      this.#timeline(incident, now, 'system', 'created', { kind: s.kind, device: s.device.id, bearingDeg: s.bearingDeg, confidence: s.confidence, value: s.value });
+      if (incident.location && incident.location.method !== 'device') this.#timeline(incident, now, 'system', 'located', locationDetail(incident.location));
+      this.#timeline(incident, now, 'system', 'dispatched', { level: 'grid', recipients: recipients.map((r) => r.name) });
+    });
+    this.#index(incident);
+    this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'new_incident' });
+    this.#publish(incident, true, s.receivedAt);
+    this.#ctx.log.info({ incident: incident.id, kind: s.kind, device: s.device.id, grid: incident.grid }, 'incident raised');
+    this.#notify(incident, 'grid', recipients, 'dispatched');
+  }
+
+  #join(incident: Incident, s: Signal): void {
+    const now = this.#now();
+    const { store } = this.#ctx;
+    const dismissed = incident.status === 'false_alarm';
+    incident.signalCount += 1 + s.repeats;
+    incident.lastSignalAt = Math.max(incident.lastSignalAt, s.receivedAt);
+    incident.updatedAt = now;
+    if (dismissed) {
+      // Absorbed by a false alarm: counted and kept, nobody is paged again.
+      store.transaction(() => {
+        store.incidents.update(incident);
+        store.incidents.addSignal(storedSignal(incident.id, s));
+      });
+      this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'absorbed_by_false_alarm' });
+      return;
+    }
+    const newDevice = !incident.devices.includes(s.device.id);
+    if (newDevice) incident.devices.push(s.device.id);
+    const upgraded = KIND_RANK[s.kind] > KIND_RANK[incident.kind];
+    if (upgraded) incident.kind = s.kind;
+    if (SEVERITY_RANK[s.severity] > SEVERITY_RANK[incident.severity]) incident.severity = s.severity;
+    const previousGrid = incident.grid;
+    const previousLocation = incident.location;
+    if (s.device.kind === 'camera') {
+      const known = incident.cameras.find((c) => c.id === s.device.id);
+      if (known) {
+        known.signals += 1 + s.repeats;
+        known.lastSignalAt = s.receivedAt;
+        if (s.bearingDeg !== null) known.bearingDeg = s.bearingDeg;
+      } else {
+        incident.cameras.push(cameraEntry(s));
+      }
+      this.#place(incident, s.device);
+    }
+    incident.title = this.#title(incident);
+    const moved = locationChanged(previousLocation, incident.location);
+    const regrid = incident.grid !== previousGrid;
+    const redispatch = regrid && incident.level === 'grid' && (incident.status === 'new' || incident.status === 'dispatched');
+    const recipients = redispatch ? this.#recipients(incident, 'grid') : [];
+    if (redispatch && recipients.length > 0) incident.status = 'dispatched';
+    store.transaction(() => {
+      store.incidents.update(incident);
+      store.incidents.addSignal(storedSignal(incident.id, s));
+      if (newDevice || upgraded) {
+        this.#timeline(incident, now, 'system', 'signal', { kind: s.kind, device: s.device.id, bearingDeg: s.bearingDeg, confidence: s.confidence, value: s.value });
+      }
+      if (moved && incident.location) this.#timeline(incident, now, 'system', 'located', locationDetail(incident.location));
+      if (redispatch) this.#timeline(incident, now, 'system', 'dispatched', { level: 'grid', grid: incident.grid, previousGrid, recipients: recipients.map((r) => r.name) });
+    });
+    this.#index(incident);
+    this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'joined' });
+    this.#publish(incident, false, s.receivedAt);
+    if (redispatch) this.#notify(incident, 'grid', recipients, 'redispatched');
+  }
+
+  #handleClear(s: Signal): void {
+    let incident: Incident | undefined;
+    if (CATEGORY_OF[s.kind] === 'water') {
+      const id = this.#waterByTank.get(s.device.id);
+      incident = id ? this.#live.get(id) : undefined;
+    } else if (s.kind === 'device_offline') {
+      const id = this.#deviceByGrid.get(s.device.grid);
+      incident = id ? this.#live.get(id) : undefined;
+      if (incident && !incident.devices.includes(s.device.id)) incident = undefined;
+      // The incident clears when every device in it is back.
+      if (incident && incident.devices.some((d) => d !== s.device.id && this.#ctx.registry.view(d)?.status !== 'online')) {
+        this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'partly_cleared' });
+        return;
+      }
+    }
+    if (!incident || !isOpen(incident.status)) return;
+    this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'cleared' });
+    this.#close(incident, 'system', 'resolved', 'cleared', 'cleared', { device: s.device.id, value: s.value });
+  }
+
+  // ---- people's decisions -----------------------------------------------------------------------
+
+  act(id: string, action: IncidentAction, user: User, input: { note?: string; reason?: string } = {}): IncidentDetail {
+    const incident = this.#live.get(id) ?? this.#ctx.store.incidents.get(id);
+    if (!incident || !canSee(user, incident)) throw new ApiError('INCIDENT_NOT_FOUND', `no incident "${id}"`);
+    const now = this.#now();
+    const who = user.username;
+    const state = (msg: string) => new ApiError('INCIDENT_STATE', `incident ${id} is ${incident.status}${incident.acknowledgedBy ? ` (acknowledged by ${incident.acknowledgedBy})` : ''}: ${msg}`);
+    const { store } = this.#ctx;
+    switch (action) {
+      case 'note': {
+        const text = input.note?.trim();
+        if (!text) throw new ApiError('BAD_REQUEST', 'a note needs text');
+        incident.updatedAt = now;
+        store.transaction(() => {
+          store.incidents.update(incident);
+          this.#timeline(incident, now, who, 'note', { text });
+        });
+        break;
+      }
+      case 'acknowledge': {
+        if (incident.status !== 'new' && incident.status !== 'dispatched') throw state('only a new or dispatched incident can be acknowledged');
+        incident.status = 'acknowledged';
+        this.#acknowledge(incident, who, now);
+        store.transaction(() => {
+          store.incidents.update(incident);
+          this.#timeline(incident, now, who, 'acknowledged', { level: incident.level });
+        });
+        break;
+      }
+      case 'on_site': {
+        if (!['new', 'dispatched', 'acknowledged'].includes(incident.status)) throw state('cannot report arrival');
+        const implicitAck = incident.acknowledgedAt === null;
+        incident.status = 'on_site';
+        this.#acknowledge(incident, who, now);
+        store.transaction(() => {
+          store.incidents.update(incident);
+          if (implicitAck) this.#timeline(incident, now, who, 'acknowledged', { level: incident.level, implicit: true });
+          this.#timeline(incident, now, who, 'on_site', input.note ? { note: input.note } : {});
+        });
+        break;
+      }
+      case 'resolve':
+        if (!isOpen(incident.status)) throw state('it is already closed');
+        this.#close(incident, who, 'resolved', input.note?.trim() || null, 'resolved', input.note ? { note: input.note } : {});
+        break;
+      case 'false_alarm': {
+        const reason = input.reason?.trim();
+        if (!reason) throw new ApiError('REASON_REQUIRED', 'say why this is a false alarm (e.g. 云雾, 炊烟, 车灯)');
+        if (!isOpen(incident.status)) throw state('it is already closed');
+        this.#close(incident, who, 'false_alarm', reason, 'false_alarm', { reason });
+        break;
+      }
+      case 'escalate': {
+        if (user.role !== 'duty_officer' && user.role !== 'admin') throw new ApiError('FORBIDDEN', 'only duty officers can escalate');
+        if (!isOpen(incident.status)) throw state('it is already closed');
+        if (incident.level === 'district') throw state('it is already at the district level');
+        this.#escalate(incident, who, input.reason ?? null);
+        break;
+      }
+    }
+    if (action !== 'escalate') {
+      store.audit({ ts: now, actor: who, action: `incident.${action}`, subject: id, detail: { ...input, status: incident.status } });
+      this.#index(incident);
+      this.#publish(incident, false, null);
+    }
+    return this.get(id, user);
+  }
+
+  #acknowledge(incident: Incident, who: string, now: number): void {
+    if (incident.acknowledgedAt === null) {
+      incident.acknowledgedAt = now;
+      incident.acknowledgedBy = who;
+    }
+    incident.escalateAt = null;
+    incident.updatedAt = now;
+  }
+
+  #close(incident: Incident, who: string, status: 'resolved' | 'false_alarm', reason: string | null, action: TimelineAction, detail: Record<string, unknown>): void {
+    const now = this.#now();
+    incident.status = status;
+    incident.closedAt = now;
+    incident.closedBy = who;
+    incident.closeReason = reason;
+    incident.escalateAt = null;
+    incident.updatedAt = now;
+    const { store } = this.#ctx;
+    store.transaction(() => {
+      store.incidents.update(incident);
+      this.#timeline(incident, now, who, action, detail);
+      if (who === 'system') store.audit({ ts: now, actor: 'system', action: `incident.${action}`, subject: incident.id, detail });
+    });
+    this.#index(incident);
+    this.#publish(incident, false, null);
+  }
+
+  // ---- escalation -------------------------------------------------------------------------------
+
+  /** Moves every unacknowledged incident whose deadline has passed up one level. Runs every second. */
+  escalateDue(): void {
+    const now = this.#now();
+    for (const incident of Array.from(this.#live.values())) {
+      if (incident.escalateAt === null || incident.escalateAt > now) continue;
+      if (incident.status !== 'new' && incident.status !== 'dispatched') continue;
+      if (incident.level === 'district') {
+        incident.escalateAt = null;
+        this.#ctx.store.incidents.update(incident);
+        continue;
+      }
+      this.#escalate(incident, 'system', null);
+    }
+  }
+
+  #escalate(incident: Incident, who: string, reason: string | null): void {
+    const now = this.#now();
+    const from = incident.level;
+    const level = ESCALATION_LEVELS[ESCALATION_LEVELS.indexOf(from) + 1]!;
+    incident.level = level;
+    const steps = this.#cfg.escalation[incident.category] as Record<string, number | undefined>;
+    const wait = steps[level];
+    // A human escalation keeps the incident as acknowledged/on site if it was; the clock runs
+    // only while nobody has acknowledged it.
+    incident.escalateAt = wait !== undefined && incident.acknowledgedAt === null ? now + wait * 1000 : null;
+    incident.updatedAt = now;
+    const recipients = this.#recipients(incident, level);
+    if (incident.status === 'new' && recipients.length > 0) incident.status = 'dispatched';
+    const detail = { from, level, recipients: recipients.map((r) => r.name), ...(reason ? { reason } : {}) };
+    const { store } = this.#ctx;
+    store.transaction(() => {
+      store.incidents.update(incident);
+      this.#timeline(incident, now, who, 'escalated', detail);
+      store.audit({ ts: now, actor: who, action: 'incident.escalate', subject: incident.id, detail });
+    });
+    if (who === 'system') this.#ctx.metrics.incidentEscalations.inc({ level });
+    this.#ctx.log.info({ incident: incident.id, from, level, by: who }, 'incident escalated');
+    this.#index(incident);
+    this.#publish(incident, false, null);
+    this.#notify(incident, level, recipients, 'escalated');
+  }
+
+  /** Who covers an incident at a level: signed-in roles from the user list, plus the roster. */
+  #recipients(incident: Incident, level: EscalationLevel): Recipient[] {
+    const out = new Map<string, Recipient>();
+    const add = (r: Recipient) => out.set(r.username ?? `contact:${r.name}`, r);
+    const users = this.#ctx.store.listUsers().filter((u) => !u.disabled);
+    if (level === 'grid' && incident.grid) {
+      for (const u of users) if (u.role === 'grid_worker' && u.grids.includes(incident.grid)) add({ name: u.username, username: u.username, phone: null, role: 'grid_worker' });
+    }
+    if (level === 'street') {
+      for (const u of users) if (u.role === 'duty_officer' || u.role === 'admin') add({ name: u.username, username: u.username, phone: null, role: u.role });
+    }
+    for (const c of this.#cfg.roster) {
+      if (c.level !== level) continue;
+      if (level === 'grid' && !(incident.grid && c.grids?.includes(incident.grid))) continue;
+      if (level === 'community' && !(incident.community && c.communities?.includes(incident.community))) continue;
+      add({ name: c.username ?? c.name, username: c.username ?? null, phone: c.phone ?? null, role: c.role ?? level });
+    }
+    return Array.from(out.values());
+  }
+
+  #notify(incident: Incident, level: EscalationLevel, recipients: Recipient[], reason: 'dispatched' | 'escalated' | 'redispatched'): void {
+    const { store, metrics, log } = this.#ctx;
+    const snapshot = structuredClone(incident);
+    for (const notifier of this.#ctx.notifiers) {
+      notifier
+        .notify({ incident: snapshot, level, recipients, reason })
+        .then((outcomes) => {
+          const ts = this.#now();
+          for (const o of outcomes) {
+            metrics.incidentNotifications.inc({ channel: notifier.channel.split(':')[0]!, result: o.status });
+            store.incidents.addDispatch({ incidentId: incident.id, ts, level, recipient: o.recipient, channel: notifier.channel, status: o.status, detail: o.detail });
+          }
+        })
+        .catch((err: unknown) => log.error({ err, incident: incident.id, channel: notifier.channel }, 'notifier failed'));
+    }
+  }
+
+  // ---- helpers ----------------------------------------------------------------------------------
+
+  /** Locates a fire incident from its cameras and sets grid and what is nearby. */
+  #place(incident: Incident, device: LedgerDevice): void {
+    const { siteMap } = this.#ctx;
+    let location: IncidentLocation = { method: 'device', lat: device.lat, lon: device.lon, deviceId: device.id };
+    let grid = device.grid;
+    if (incident.category === 'fire') {
+      const fix = locateFire(this.#observations(incident), { minCrossingAngleDeg: this.#cfg.correlation.minCrossingAngleDeg });
+      if (fix.method === 'triangulated') {
+        location = { method: 'triangulated', lat: fix.lat, lon: fix.lon, uncertaintyM: round1(fix.uncertaintyM), residualM: round1(fix.residualM), cameras: fix.cameras };
+        grid = siteMap.gridAt(fix)?.id ?? siteMap.nearestGrid(fix)?.id ?? device.grid;
+      } else if (fix.method === 'bearing_line') {
+        location = { method: 'bearing_line', cameraId: fix.cameraId, from: fix.from, to: fix.to, bearingDeg: fix.bearingDeg };
+        grid = this.#ctx.registry.get(fix.cameraId)?.grid ?? device.grid;
+      } else if (incident.cameras[0]) {
+        const first = incident.cameras[0];
+        location = { method: 'device', lat: first.lat, lon: first.lon, deviceId: first.id };
+        grid = this.#ctx.registry.get(first.id)?.grid ?? device.grid;
+      }
+    } else if (incident.category === 'device' && incident.location) {
+      return; // a grid's blind-spot incident stays where its first device is
+    }
+    incident.location = location;
+    incident.grid = grid;
+    incident.gridName = this.#gridNames.get(grid) ?? null;
+    incident.community = siteMap.communityOf(grid) ?? device.community;
+    const points = referencePoints(location);
+    incident.nearestTanks = this.#nearby(points, 'water_tank', this.#cfg.nearby.tanks);
+    incident.nearestPoles = this.#nearby(points, 'voice_pole', this.#cfg.nearby.poles);
+  }
+
+  #nearby(points: LatLon[], kind: 'water_tank' | 'voice_pole', limit: number): NearbyDevice[] {
+    if (limit === 0) return [];
+    const best = new Map<string, { device: LedgerDevice; distanceM: number }>();
+    for (const p of points) {
+      for (const hit of this.#ctx.siteMap.nearest(p, kind, { limit, withinM: this.#cfg.nearby.withinM })) {
+        const prev = best.get(hit.device.id);
+        if (!prev || hit.distanceM < prev.distanceM) best.set(hit.device.id, hit);
+      }
+    }
+    return Array.from(best.values())
+      .sort((a, b) => a.distanceM - b.distanceM)
+      .slice(0, limit)
+      .map(({ device, distanceM: d }) => {
+        const view = this.#ctx.registry.view(device.id);
+        const level = view?.values.levelPercent;
+        return {
+          id: device.id,
+          name: device.name,
+          distanceM: Math.round(d),
+          status: view?.status ?? 'unknown',
+          ...(kind === 'water_tank' ? { levelPercent: typeof level === 'number' ? level : null } : {}),
+        };
+      });
+  }
+
+  #title(incident: Incident): string {
+    const place = incident.gridName ?? incident.grid ?? '';
+    const what = incident.category === 'device' && incident.devices.length > 1 ? `${KIND_TITLE[incident.kind]}（${incident.devices.length} 台）` : KIND_TITLE[incident.kind];
+    const first = this.#ctx.registry.get(incident.devices[0]!);
+    return `${what} · ${place}${first && incident.category !== 'fire' ? ` · ${first.name}` : ''}`;
+  }
+
+  #newId(now: number): string {
+    const day = new Intl.DateTimeFormat('en-CA', { timeZone: this.#ctx.timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(now).replaceAll('-', '');
+    return `INC-${day}-${String(this.#ctx.store.incidents.nextNumber(day)).padStart(4, '0')}`;
+  }
+
+  #timeline(incident: Incident, ts: number, actor: string, action: TimelineAction, detail: Record<string, unknown>): TimelineEntry {
+    return this.#ctx.store.incidents.addTimeline({ incidentId: incident.id, ts, actor, action, detail });
+  }
+
+  #index(incident: Incident): void {
+    const windowMs = this.#cfg.correlation.windowSec * 1000;
+    const keep = isOpen(incident.status) || (incident.status === 'false_alarm' && incident.category === 'fire' && this.#now() - (incident.closedAt ?? 0) <= windowMs);
+    if (keep) this.#live.set(incident.id, incident);
+    else this.#live.delete(incident.id);
+    const open = isOpen(incident.status);
+    if (incident.category === 'water') {
+      for (const d of incident.devices) {
+        if (open) this.#waterByTank.set(d, incident.id);
+        else if (this.#waterByTank.get(d) === incident.id) this.#waterByTank.delete(d);
+      }
+    }
+    if (incident.category === 'device' && incident.grid) {
+      if (open) this.#deviceByGrid.set(incident.grid, incident.id);
+      else if (this.#deviceByGrid.get(incident.grid) === incident.id) this.#deviceByGrid.delete(incident.grid);
+    }
+    // Dismissed fire incidents stop absorbing once their window has passed.
+    if (this.#live.size > 0 && Math.random() < 0.01) {
+      for (const [id, i] of this.#live) if (i.status === 'false_alarm' && this.#now() - (i.closedAt ?? 0) > windowMs) this.#live.delete(id);
+    }
+    this.#updateGauge();
+  }
+
+  #updateGauge(): void {
+    const gauge = this.#ctx.metrics.incidentsOpen;
+    gauge.reset();
+    for (const i of this.#live.values()) if (isOpen(i.status)) gauge.inc({ category: i.category, status: i.status });
+  }
+
+  #publish(incident: Incident, isNew: boolean, receivedAt: number | null): void {
+    this.#ctx.push.publish({ type: 'incident', incident, isNew }, IncidentService.audience(incident));
+    if (receivedAt !== null) this.#ctx.metrics.alertLatency.observe((this.#now() - receivedAt) / 1000);
+  }
+}
+
+function canSee(user: User, incident: Incident): boolean {
+  if (user.role !== 'grid_worker') return true;
+  return incident.grid !== null && user.grids.includes(incident.grid);
+}
+
+function cameraEntry(s: Signal): IncidentCamera {
+  return { id: s.device.id, name: s.device.name, lat: s.device.lat, lon: s.device.lon, bearingDeg: s.bearingDeg, lastSignalAt: s.receivedAt, signals: 1 + s.repeats };
+}
+
+function storedSignal(incidentId: string, s: Signal) {
+  return { incidentId, deviceId: s.device.id, kind: s.kind, ts: s.ts, receivedAt: s.receivedAt, bearingDeg: s.bearingDeg, confidence: s.confidence, value: s.value };
+}
+
+function angleDiff(a: number, b: number): number {
+  return Math.abs(((a - b + 540) % 360) - 180);
+}
+
+/** A point's distance along a camera's ray and perpendicular to it, m (local plane). */
+function rayDistance(camera: LatLon, bearing: number, point: LatLon): { along: number; perp: number } {
+  const plane = gnomonicPlane(camera);
+  const p = plane.toXY(point);
+  const b = (bearing * Math.PI) / 180;
+  const dx = Math.sin(b);
+  const dy = Math.cos(b);
+  return { along: p.x * dx + p.y * dy, perp: Math.abs(p.x * dy - p.y * dx) };
+}
+
+/** Points that stand for where an incident is: the point itself, or samples along a bearing line. */
+function referencePoints(location: IncidentLocation): LatLon[] {
+  if (location.method !== 'bearing_line') return [location];
+  const n = Math.max(2, Math.min(40, Math.ceil(distanceM(location.from, location.to) / 500)));
+  const out: LatLon[] = [];
+  for (let i = 0; i <= n; i++) {
+    out.push({ lat: location.from.lat + ((location.to.lat - location.from.lat) * i) / n, lon: location.from.lon + ((location.to.lon - location.from.lon) * i) / n });
+  }
+  return out;
+}
+
+function locationChanged(a: IncidentLocation | null, b: IncidentLocation | null): boolean {
+  if (!b) return false;
+  if (!a || a.method !== b.method) return true;
+  if (a.method === 'bearing_line' && b.method === 'bearing_line') return a.cameraId !== b.cameraId || angleDiff(a.bearingDeg, b.bearingDeg) > 0.5;
+  if ('lat' in a && 'lat' in b) return distanceM(a, b) > 100;
+  return false;
+}
+
+function locationDetail(l: IncidentLocation): Record<string, unknown> {
+  if (l.method === 'bearing_line') return { method: l.method, cameraId: l.cameraId, bearingDeg: l.bearingDeg };
+  if (l.method === 'triangulated') return { method: l.method, lat: round6(l.lat), lon: round6(l.lon), uncertaintyM: l.uncertaintyM, cameras: l.cameras };
+  return { method: l.method, lat: round6(l.lat), lon: round6(l.lon) };
+}
+
+const round1 = (x: number) => Math.round(x * 10) / 10;
+const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
