@@ -142,10 +142,46 @@ export interface IncidentDetail extends Incident {
   dispatches: Dispatch[];
 }
 
+/** One day's fire danger rating (docs/alerts.md, "Fire danger"). */
+export interface FireDangerDay {
+  /** Site-local date, YYYY-MM-DD. */
+  day: string;
+  /** Site values at about 13:00 (median over weather stations); null without readings. */
+  temperatureC: number | null;
+  humidityPercent: number | null;
+  dewPointC: number | null;
+  rain24hMm: number | null;
+  stations: number;
+  angstrom: number | null;
+  nesterov: number | null;
+  /** The computed level 1..5 (null: no readings that day). */
+  computedLevel: number | null;
+  /** A duty officer's level for the day (from the weather bureau), which wins over the computed one. */
+  manualLevel: number | null;
+  manualBy: string | null;
+  manualNote: string | null;
+  updatedAt: number;
+}
+
+export interface FireDangerStatus {
+  day: string;
+  /** The level in force: manual if set, else computed; null before any rating exists. */
+  level: number | null;
+  source: 'manual' | 'computed' | 'previous_day' | 'none';
+  name: { zh: string; en: string } | null;
+  color: string | null;
+  today: FireDangerDay | null;
+  /** The latest site weather (median of the stations' latest readings within 2 h). */
+  current: { temperatureC: number; humidityPercent: number; angstrom: number; stations: number } | null;
+  history: FireDangerDay[];
+}
+
 export type IncidentServerMessage =
   /** On connect (and after a resync): every open incident this user may see. */
   | { type: 'incidents.snapshot'; incidents: Incident[] }
   /** An incident was created or changed; `isNew` is true exactly once per incident. */
   | { type: 'incident'; incident: Incident; isNew: boolean }
   /** A dispatch or escalation addressed to the signed-in user (their phone view rings). */
-  | { type: 'incident.dispatch'; incidentId: string; level: EscalationLevel; title: string; ts: number };
+  | { type: 'incident.dispatch'; incidentId: string; level: EscalationLevel; title: string; ts: number }
+  /** Today's fire danger level changed (a new day rated, or set by hand); also sent on connect. */
+  | { type: 'fireDanger'; fireDanger: FireDangerStatus };

@@ -10,6 +10,7 @@ import type { Metrics } from '../metrics.js';
 import type { PushHub } from '../push/hub.js';
 import type { DeviceRegistry } from '../registry/registry.js';
 import type { OperationalStore } from '../store/store.js';
+import { FireDangerService } from './fire-danger.js';
 import { IncidentService } from './incidents.js';
 import { PushNotifier, WebhookNotifier, type Notifier } from './notifiers.js';
 import { AlertRules } from './rules.js';
@@ -24,8 +25,6 @@ export interface AlertsContext {
   store: OperationalStore;
   siteMap: SiteMap;
   hub: PushHub;
-  /** Today's fire danger level (1..5) when known. */
-  fireDangerLevel?: () => number | null;
   /** Extra notifiers (tests). */
   notifiers?: Notifier[];
 }
@@ -33,6 +32,7 @@ export interface AlertsContext {
 export class Alerts {
   readonly rules: AlertRules;
   readonly incidents: IncidentService;
+  readonly fireDanger: FireDangerService;
   readonly #offAttach: Array<() => void> = [];
   readonly #hub: PushHub;
 
@@ -55,6 +55,13 @@ export class Alerts {
       push: ctx.hub,
       notifiers,
     });
+    this.fireDanger = new FireDangerService({
+      bus: ctx.bus,
+      store: ctx.store.incidents.fireDanger,
+      log: ctx.log,
+      timeZone: ctx.config.site.timeZone,
+      onChange: (fireDanger) => ctx.hub.publish({ type: 'fireDanger', fireDanger }),
+    });
     this.rules = new AlertRules({
       config,
       log: ctx.log,
@@ -62,19 +69,26 @@ export class Alerts {
       metrics: ctx.metrics,
       registry: ctx.registry,
       onSignal: (signal) => this.incidents.handleSignal(signal),
-      ...(ctx.fireDangerLevel ? { fireDangerLevel: ctx.fireDangerLevel } : {}),
+      fireDangerLevel: () => this.fireDanger.level(),
     });
   }
 
   start(): void {
+    this.fireDanger.start();
     this.incidents.start();
     this.rules.start();
-    this.#offAttach.push(this.#hub.onAttach((user, send) => send({ type: 'incidents.snapshot', incidents: this.incidents.openFor(user) })));
+    this.#offAttach.push(
+      this.#hub.onAttach((user, send) => {
+        send({ type: 'incidents.snapshot', incidents: this.incidents.openFor(user) });
+        send({ type: 'fireDanger', fireDanger: this.fireDanger.status() });
+      }),
+    );
   }
 
   stop(): void {
     for (const off of this.#offAttach.splice(0)) off();
     this.rules.stop();
     this.incidents.stop();
+    this.fireDanger.stop();
   }
 }

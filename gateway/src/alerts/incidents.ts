@@ -121,6 +121,10 @@ export class IncidentService {
 
   start(): void {
     for (const incident of this.#ctx.store.incidents.open()) this.#index(incident);
+    // Recent false alarms keep absorbing their cameras' repeats across a restart.
+    const windowMs = this.#cfg.correlation.windowSec * 1000;
+    const recent = this.#ctx.store.incidents.list({ status: ['false_alarm'], category: 'fire', from: this.#now() - windowMs - 24 * 3_600_000, limit: 1000, offset: 0 });
+    for (const incident of recent.incidents) this.#index(incident);
     this.#updateGauge();
     this.#tick = setInterval(() => this.escalateDue(), ESCALATION_TICK_MS);
     this.#tick.unref();

@@ -7,6 +7,8 @@ import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { INCIDENT_CATEGORIES, INCIDENT_STATUSES, OPEN_STATUSES, type Incident, type IncidentStatus } from '../../../protocol/incidents.js';
 import type { RequireRole } from '../http/auth-routes.js';
+import type { OperationalStore } from '../store/store.js';
+import type { FireDangerService } from './fire-danger.js';
 import type { IncidentAction, IncidentService } from './incidents.js';
 
 const IncidentParams = Type.Object({ id: Type.String({ pattern: '^INC-[0-9]{8}-[0-9]{4,}$' }) });
@@ -41,9 +43,33 @@ const ACTIONS: Array<{ path: string; action: IncidentAction; body: typeof NoteBo
   { path: 'escalate', action: 'escalate', body: EscalateBody, role: 'duty_officer', summary: 'Move up one level now' },
 ];
 
-export function registerIncidentRoutes(app: FastifyInstance, ctx: { incidents: IncidentService; requireRole: RequireRole }): void {
-  const { incidents, requireRole } = ctx;
+const FireDangerBody = Type.Object(
+  {
+    level: Type.Union([Type.Integer({ minimum: 1, maximum: 5 }), Type.Null()], { description: "today's level 1..5 (e.g. from the weather bureau); null returns to the computed level" }),
+    note: Type.Optional(Type.String({ maxLength: 500 })),
+  },
+  { additionalProperties: false },
+);
+
+export function registerIncidentRoutes(
+  app: FastifyInstance,
+  ctx: { incidents: IncidentService; fireDanger: FireDangerService; store: OperationalStore; requireRole: RequireRole },
+): void {
+  const { incidents, fireDanger, requireRole } = ctx;
   const tags = ['incidents'];
+
+  app.get('/api/fire-danger', { preHandler: requireRole('viewer'), schema: { tags: ['fire danger'], summary: "Today's fire danger level, the weather behind it and 30 days of history" } }, async () =>
+    fireDanger.status(),
+  );
+  app.put<{ Body: Static<typeof FireDangerBody> }>(
+    '/api/fire-danger',
+    { preHandler: requireRole('duty_officer'), schema: { tags: ['fire danger'], summary: "Set today's level by hand (wins over the computed one; audited)", body: FireDangerBody } },
+    async (req) => {
+      const status = fireDanger.setManual(req.body.level, req.user!.username, req.body.note ?? null);
+      ctx.store.audit({ ts: Date.now(), actor: req.user!.username, action: 'fire_danger.set', subject: status.day, detail: { level: req.body.level, note: req.body.note ?? null } });
+      return status;
+    },
+  );
 
   const query = (q: Static<typeof ExportQuery>, limit: number, offset: number) => ({
     ...(q.status ? { status: expandStatuses(q.status) } : {}),

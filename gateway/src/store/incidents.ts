@@ -5,6 +5,7 @@
  */
 import type {
   Dispatch,
+  FireDangerDay,
   Incident,
   IncidentCategory,
   IncidentStatus,
@@ -52,4 +53,12 @@ export interface IncidentStore {
   timeline(incidentId: string): TimelineEntry[];
   addDispatch(dispatch: Omit<Dispatch, 'id'>): Dispatch;
   dispatches(incidentId: string): Dispatch[];
+  readonly fireDanger: FireDangerStore;
+}
+
+export interface FireDangerStore {
+  saveDay(day: FireDangerDay): void;
+  getDay(day: string): FireDangerDay | undefined;
+  /** Most recent first. */
+  days(limit: number): FireDangerDay[];
 }

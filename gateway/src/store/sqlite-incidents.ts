@@ -5,7 +5,8 @@
  */
 import type Database from 'better-sqlite3';
 import { OPEN_STATUSES, type Dispatch, type Incident, type TimelineEntry } from '../../../protocol/incidents.js';
-import type { IncidentQuery, IncidentStore, StoredSignal } from './incidents.js';
+import type { FireDangerDay } from '../../../protocol/incidents.js';
+import type { FireDangerStore, IncidentQuery, IncidentStore, StoredSignal } from './incidents.js';
 
 export const INCIDENTS_SQL = `
   CREATE TABLE incident_numbers (day TEXT PRIMARY KEY, last INTEGER NOT NULL);
@@ -52,12 +53,39 @@ export const INCIDENTS_SQL = `
     detail TEXT
   );
   CREATE INDEX incident_dispatches_incident ON incident_dispatches (incident_id, id);
+  CREATE TABLE fire_danger_days (day TEXT PRIMARY KEY, body TEXT NOT NULL);
 `;
 
 const OPEN_SQL = OPEN_STATUSES.map((s) => `'${s}'`).join(', ');
 
+class SqliteFireDangerStore implements FireDangerStore {
+  readonly #save: Database.Statement;
+  readonly #get: Database.Statement;
+  readonly #list: Database.Statement;
+
+  constructor(db: Database.Database) {
+    this.#save = db.prepare('INSERT INTO fire_danger_days (day, body) VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET body = excluded.body');
+    this.#get = db.prepare('SELECT body FROM fire_danger_days WHERE day = ?');
+    this.#list = db.prepare('SELECT body FROM fire_danger_days ORDER BY day DESC LIMIT ?');
+  }
+
+  saveDay(day: FireDangerDay): void {
+    this.#save.run(day.day, JSON.stringify(day));
+  }
+
+  getDay(day: string): FireDangerDay | undefined {
+    const r = this.#get.get(day) as { body: string } | undefined;
+    return r ? (JSON.parse(r.body) as FireDangerDay) : undefined;
+  }
+
+  days(limit: number): FireDangerDay[] {
+    return (this.#list.all(limit) as Array<{ body: string }>).map((r) => JSON.parse(r.body) as FireDangerDay);
+  }
+}
+
 export class SqliteIncidentStore implements IncidentStore {
   readonly #db: Database.Database;
+  readonly fireDanger: FireDangerStore;
   readonly #stmts: {
     nextNumber: Database.Statement;
     getNumber: Database.Statement;
@@ -75,6 +103,7 @@ export class SqliteIncidentStore implements IncidentStore {
 
   constructor(db: Database.Database) {
     this.#db = db;
+    this.fireDanger = new SqliteFireDangerStore(db);
     this.#stmts = {
       nextNumber: db.prepare('INSERT INTO incident_numbers (day, last) VALUES (?, 1) ON CONFLICT (day) DO UPDATE SET last = last + 1'),
       getNumber: db.prepare('SELECT last FROM incident_numbers WHERE day = ?'),
