@@ -11,6 +11,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { LedgerError, loadLedger } from '../config/ledger.js';
 import { buildAgent } from '../edge-agent/src/agent.js';
 import { buildCollectors } from '../edge-agent/src/collectors/index.js';
+import { distanceM } from '../gateway/src/alerts/geo.js';
 import { buildGateway } from '../gateway/src/gateway.js';
 import { createLogger } from '../gateway/src/log.js';
 import { startSiteFleet } from '../simulators/src/fleet/fleet.js';
@@ -77,13 +78,24 @@ async function main(): Promise<void> {
   say(`  Storage:    ${gateway.storage.writer.status.state === 'ok' ? `InfluxDB ${gw.influx.url}, database ${gw.influx.database}` : `NOT STORING (${gateway.storage.writer.status.message ?? 'disabled'})`}`);
   say(`  Fleet:      ${counts.water_tank ?? 0} water tanks (Modbus TCP), ${counts.voice_pole ?? 0} voice poles (HTTP), ${counts.camera ?? 0} cameras (ONVIF + RTSP);`);
   say(`              cameras come online over the first minute as the agent connects to each.`);
-  say(`  Fire drill:  a fire near 29.43 N 105.885 E is ignited in 60 s (scenario time ×60); GS__SIMULATORS__TIME_SCALE changes the tank clock`);
+  say(`  Fire drill:  in 60 s a fire is ignited in grid G01 (茶山社区第1网格, sign in as grid / grid-demo to get it on the phone view);`);
+  say(`              cameras report it on their 4-minute cruise (played ×60), the gateway locates it and dispatches it;`);
+  say(`              unacknowledged it escalates after 1 min, 2 min, 5 min. GS__SIMULATORS__TIME_SCALE changes the tank clock.`);
   say('  Stop with Ctrl-C.');
   say('');
 
-  // A fire drill a minute in, so the map has something to show: cameras report smoke and fire
-  // with bearings (alerts and incidents are not built yet; the events are stored and counted).
-  const drill = { timer: setTimeout(() => fleet.igniteFire({ lat: 29.43, lon: 105.885 }, { timeScale: 60 }), 60_000), stop() { clearTimeout(this.timer); } };
+  // A fire drill a minute in: cameras report smoke and fire with bearings, the gateway turns them
+  // into one incident, locates it and dispatches it to G01's grid worker. The located position is
+  // compared with the true ignition point here, where both are known.
+  const ignition = { lat: 29.38671, lon: 105.86693 };
+  let lastReported = '';
+  gateway.alerts.incidents.onIncident((incident) => {
+    const loc = incident.location;
+    if (incident.category !== 'fire' || loc?.method !== 'triangulated') return;
+    const line = `${incident.id} located from ${loc.cameras.length} cameras, ${Math.round(distanceM(loc, ignition))} m from the ignition point (±${Math.round(loc.uncertaintyM)} m), grid ${incident.grid}`;
+    if (line !== lastReported) say(`  Fire drill:  ${(lastReported = line)}`);
+  });
+  const drill = { timer: setTimeout(() => fleet.igniteFire(ignition, { timeScale: 60 }), 60_000), stop() { clearTimeout(this.timer); } };
 
   let stopping = false;
   const shutdown = async () => {

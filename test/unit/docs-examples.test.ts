@@ -125,7 +125,16 @@ describe('docs/protocol.md payload examples', () => {
 });
 
 describe('docs/protocol.md WebSocket and HTTP examples', () => {
-  const WS_TYPES = ['hello', 'devices.snapshot', 'devices.update', 'storage'] as const satisfies readonly ServerMessage['type'][];
+  const WS_TYPES = [
+    'hello',
+    'devices.snapshot',
+    'devices.update',
+    'storage',
+    'incidents.snapshot',
+    'incident',
+    'incident.dispatch',
+    'fireDanger',
+  ] as const satisfies readonly ServerMessage['type'][];
   const wsBlocks = blocks.filter((b) => b.lang === 'json' && b.attrs.ws);
   const httpBlocks = blocks.filter((b) => b.lang === 'json' && b.attrs.http);
 

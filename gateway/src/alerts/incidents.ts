@@ -111,6 +111,7 @@ export class IncidentService {
   readonly #deviceByGrid = new Map<string, string>();
   readonly #gridNames: Map<string, string>;
   #tick: NodeJS.Timeout | undefined;
+  readonly #listeners = new Set<(incident: Incident, isNew: boolean) => void>();
 
   constructor(ctx: IncidentContext) {
     this.#ctx = ctx;
@@ -155,6 +156,12 @@ export class IncidentService {
       return this.#ctx.store.incidents.list({ ...q, grids });
     }
     return this.#ctx.store.incidents.list(q);
+  }
+
+  /** Calls `listener` after every change to an incident (in-process users: the demo, broadcasts). */
+  onIncident(listener: (incident: Incident, isNew: boolean) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** Who may receive a message about an incident over the WebSocket. */
@@ -649,6 +656,13 @@ export class IncidentService {
   #publish(incident: Incident, isNew: boolean, receivedAt: number | null): void {
     this.#ctx.push.publish({ type: 'incident', incident, isNew }, IncidentService.audience(incident));
     if (receivedAt !== null) this.#ctx.metrics.alertLatency.observe((this.#now() - receivedAt) / 1000);
+    for (const listener of this.#listeners) {
+      try {
+        listener(incident, isNew);
+      } catch (err) {
+        this.#ctx.log.error({ err }, 'incident listener failed');
+      }
+    }
   }
 }
 
