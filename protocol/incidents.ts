@@ -108,6 +108,7 @@ export const TIMELINE_ACTIONS = [
   'acknowledged',
   'on_site',
   'note',
+  'photo',
   'resolved',
   'false_alarm',
   'cleared',

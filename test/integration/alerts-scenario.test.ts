@@ -151,6 +151,26 @@ describe('a fire seen by three cameras', () => {
     worker.ws.close();
     viewerOutside.ws.close();
   });
+
+  it('keeps photos from the field with the incident, for those who may see it', async () => {
+    const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(2000, 7), Buffer.from([0xff, 0xd9])]);
+    const upload = (body: Buffer, type: string, as: TestRole = 'grid_worker') =>
+      gateway.api(`/api/incidents/${incident.id}/photos?note=${encodeURIComponent('火场东侧')}`, { method: 'POST', as, headers: { 'content-type': type }, body });
+    expect((await upload(jpeg, 'image/jpeg', 'viewer')).status).toBe(403);
+    const notJpeg = await upload(Buffer.from('<svg/>'), 'image/jpeg');
+    expect(notJpeg.status).toBe(400);
+    expect(((await notJpeg.json()) as { code: string }).code).toBe('BAD_REQUEST');
+    const ok = await upload(jpeg, 'image/jpeg');
+    expect(ok.status).toBe(200);
+    const entry = ((await ok.json()) as IncidentDetail).timeline.at(-1)!;
+    expect(entry).toMatchObject({ action: 'photo', actor: 'test-grid', detail: { note: '火场东侧', bytes: jpeg.length } });
+    const photo = await gateway.api(`/api/incidents/${incident.id}/photos/${String(entry.detail.photo)}`, { as: 'viewer' });
+    expect(photo.status).toBe(200);
+    expect(photo.headers.get('content-type')).toBe('image/jpeg');
+    expect(Buffer.from(await photo.arrayBuffer()).equals(jpeg)).toBe(true);
+    expect((await fetch(`${gateway.httpUrl}/api/incidents/${incident.id}/photos/${String(entry.detail.photo)}`)).status).toBe(401);
+    expect((await gateway.api(`/api/incidents/${incident.id}/photos/..%2F..%2Fstore.sqlite`)).status).toBe(404);
+  });
 });
 
 describe('duplicates and floods', () => {

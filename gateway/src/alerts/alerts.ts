@@ -3,6 +3,7 @@
  * (correlation, location, dispatch, escalation), which notifies people over the WebSocket and any
  * configured webhooks.
  */
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../../../config/schema.js';
 import type { Bus } from '../bus.js';
@@ -54,6 +55,7 @@ export class Alerts {
       siteMap: ctx.siteMap,
       push: ctx.hub,
       notifiers,
+      photoDir: join(ctx.config.gateway!.dataDir, 'incident-photos'),
     });
     this.fireDanger = new FireDangerService({
       bus: ctx.bus,

@@ -18,6 +18,9 @@
  * - Every step is in the incident's timeline; every human decision and every escalation also in
  *   the audit log.
  */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LedgerDevice } from '../../../config/ledger.js';
 import type { AlertsConfig } from '../../../config/schema.js';
@@ -60,10 +63,15 @@ export interface IncidentContext {
   siteMap: SiteMap;
   push: { publish(message: ServerMessage, audience?: Audience): number };
   notifiers: readonly Notifier[];
+  /** Where field photos are kept (`<dataDir>/incident-photos`); none: photos are refused. */
+  photoDir?: string;
   now?: () => number;
 }
 
 export type IncidentAction = 'acknowledge' | 'on_site' | 'resolve' | 'false_alarm' | 'note' | 'escalate';
+
+const PHOTO_TYPES: Record<string, string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp' };
+export const PHOTO_MAX_BYTES = 8 * 1024 * 1024;
 
 const CATEGORY_OF: Record<SignalKind, IncidentCategory> = {
   camera_fire: 'fire',
@@ -443,6 +451,45 @@ export class IncidentService {
     return this.get(id, user);
   }
 
+  /**
+   * A photo from the field (the grid worker's phone): stored under `<photoDir>/<incident>/`,
+   * referenced from the timeline, served to whoever may see the incident.
+   */
+  addPhoto(id: string, user: User, contentType: string, data: Buffer, note: string | null): IncidentDetail {
+    const incident = this.#live.get(id) ?? this.#ctx.store.incidents.get(id);
+    if (!incident || !canSee(user, incident)) throw new ApiError('INCIDENT_NOT_FOUND', `no incident "${id}"`);
+    if (user.role === 'viewer') throw new ApiError('FORBIDDEN', 'viewers cannot add photos');
+    const ext = PHOTO_TYPES[contentType.split(';')[0]!.trim().toLowerCase()];
+    if (!ext || !looksLikeImage(data, ext)) throw new ApiError('BAD_REQUEST', 'a photo must be a JPEG, PNG or WebP image');
+    if (!this.#ctx.photoDir) throw new ApiError('BAD_REQUEST', 'photo storage is not configured');
+    const now = this.#now();
+    const dir = join(this.#ctx.photoDir, id);
+    mkdirSync(dir, { recursive: true });
+    const name = `${now}-${randomBytes(4).toString('hex')}.${ext}`;
+    writeFileSync(join(dir, name), data);
+    incident.updatedAt = now;
+    const { store } = this.#ctx;
+    store.transaction(() => {
+      store.incidents.update(incident);
+      this.#timeline(incident, now, user.username, 'photo', { photo: name, bytes: data.length, ...(note ? { note } : {}) });
+    });
+    store.audit({ ts: now, actor: user.username, action: 'incident.photo', subject: id, detail: { photo: name, bytes: data.length } });
+    this.#index(incident);
+    this.#publish(incident, false, null);
+    return this.get(id, user);
+  }
+
+  /** The file of one photo of an incident the user may see. */
+  photoFile(id: string, name: string, user: User): { file: string; contentType: string } {
+    this.get(id, user);
+    const m = /^[0-9]+-[0-9a-f]{8}\.(jpg|png|webp)$/.exec(name);
+    if (!m || !this.#ctx.photoDir) throw new ApiError('NOT_FOUND', 'no such photo');
+    const file = join(this.#ctx.photoDir, id, name);
+    if (!existsSync(file)) throw new ApiError('NOT_FOUND', 'no such photo');
+    const type = Object.entries(PHOTO_TYPES).find(([, e]) => e === m[1])![0];
+    return { file, contentType: type };
+  }
+
   #acknowledge(incident: Incident, who: string, now: number): void {
     if (incident.acknowledgedAt === null) {
       incident.acknowledgedAt = now;
@@ -664,6 +711,12 @@ export class IncidentService {
       }
     }
   }
+}
+
+function looksLikeImage(data: Buffer, ext: string): boolean {
+  if (ext === 'jpg') return data.length > 3 && data[0] === 0xff && data[1] === 0xd8 && data[2] === 0xff;
+  if (ext === 'png') return data.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+  return data.subarray(0, 4).toString('latin1') === 'RIFF' && data.subarray(8, 12).toString('latin1') === 'WEBP';
 }
 
 function canSee(user: User, incident: Incident): boolean {

@@ -3,13 +3,15 @@
  * decisions people make (acknowledge, arrived, resolve, false alarm, note, escalate) and a CSV
  * export. Viewers read; grid workers act on incidents of their own grids; duty officers on all.
  */
+import { createReadStream } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { INCIDENT_CATEGORIES, INCIDENT_STATUSES, OPEN_STATUSES, type Incident, type IncidentStatus } from '../../../protocol/incidents.js';
 import type { RequireRole } from '../http/auth-routes.js';
 import type { OperationalStore } from '../store/store.js';
 import type { FireDangerService } from './fire-danger.js';
-import type { IncidentAction, IncidentService } from './incidents.js';
+import { ApiError } from '../errors.js';
+import { PHOTO_MAX_BYTES, type IncidentAction, type IncidentService } from './incidents.js';
 
 const IncidentParams = Type.Object({ id: Type.String({ pattern: '^INC-[0-9]{8}-[0-9]{4,}$' }) });
 const ListQuery = Type.Object(
@@ -30,6 +32,7 @@ const ExportQuery = Type.Omit(ListQuery, ['limit', 'offset']);
 const NoteBody = Type.Object({ note: Type.Optional(Type.String({ maxLength: 2000 })) }, { additionalProperties: false });
 const RequiredNoteBody = Type.Object({ note: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false });
 const ReasonBody = Type.Object({ reason: Type.String({ minLength: 1, maxLength: 500, description: 'e.g. 云雾, 炊烟, 车灯, 施工烧荒' }) }, { additionalProperties: false });
+const PhotoQuery = Type.Object({ note: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false });
 const EscalateBody = Type.Object({ reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false });
 
 type ListQuery = Static<typeof ListQuery>;
@@ -107,6 +110,30 @@ export function registerIncidentRoutes(
     '/api/incidents/:id',
     { preHandler: requireRole('viewer'), schema: { tags, summary: 'One incident with its timeline and dispatches', params: IncidentParams } },
     async (req) => incidents.get(req.params.id, req.user!),
+  );
+
+  // Photos from the field: the body is the image itself (Content-Type image/jpeg, png or webp).
+  app.addContentTypeParser(['image/jpeg', 'image/png', 'image/webp'], { parseAs: 'buffer', bodyLimit: PHOTO_MAX_BYTES }, (_req, body, done) => done(null, body));
+  app.post<{ Params: Static<typeof IncidentParams>; Querystring: Static<typeof PhotoQuery>; Body: Buffer }>(
+    '/api/incidents/:id/photos',
+    {
+      preHandler: requireRole('grid_worker'),
+      schema: { tags, summary: 'Add a photo from the field (body: the JPEG/PNG/WebP image, at most 8 MiB)', params: IncidentParams, querystring: PhotoQuery },
+    },
+    async (req) => {
+      if (!Buffer.isBuffer(req.body)) throw new ApiError('BAD_REQUEST', 'send the image as the body with Content-Type image/jpeg, image/png or image/webp');
+      return incidents.addPhoto(req.params.id, req.user!, req.headers['content-type'] ?? '', req.body, req.query.note ?? null);
+    },
+  );
+  app.get<{ Params: Static<typeof IncidentParams> & { name: string } }>(
+    '/api/incidents/:id/photos/:name',
+    { preHandler: requireRole('viewer'), schema: { tags, summary: 'One field photo', params: Type.Object({ id: IncidentParams.properties.id, name: Type.String({ maxLength: 64 }) }) } },
+    async (req, reply) => {
+      const { file, contentType } = incidents.photoFile(req.params.id, req.params.name, req.user!);
+      reply.header('content-type', contentType);
+      reply.header('cache-control', 'private, max-age=86400');
+      return reply.send(createReadStream(file));
+    },
   );
 
   for (const a of ACTIONS) {
