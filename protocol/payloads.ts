@@ -37,6 +37,12 @@ export const WaterTankValues = Type.Object(
     sensorStatus: Type.Optional(
       Type.Integer({ minimum: 0, maximum: 0xffff, description: 'transmitter status bits (see docs/protocol.md)' }),
     ),
+    // From a weather sensor on the transmitter's cabinet, where the tank has one.
+    airTemperatureC: Type.Optional(Type.Number({ minimum: -50, maximum: 60, description: 'air temperature at the tank, °C' })),
+    humidityPercent: Type.Optional(Type.Number({ minimum: 0, maximum: 100, description: 'relative humidity of the air, %' })),
+    rainTodayMm: Type.Optional(
+      Type.Number({ minimum: 0, maximum: 1000, description: "rain since local midnight (the gauge's daily counter), mm" }),
+    ),
   },
   { additionalProperties: false },
 );

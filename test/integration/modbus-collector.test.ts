@@ -1,14 +1,18 @@
 /**
  * The water-tank collector against tank simulators over real Modbus TCP, with short intervals:
- * scaling, disconnect → one offline → recovery → one online, out_of_range → sensor_fault, and a
- * fleet built from the shipped ledger.
+ * scaling, disconnect → one offline → recovery → one online, out_of_range → sensor_fault, a
+ * fleet built from the shipped ledger, and the weather registers: a tank with the sensor, one
+ * without, and older transmitters that answer exception 02 or only the registers they have.
  */
+import { createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import type { Reading } from '../../edge-agent/src/collectors/collector.js';
 import { WaterTankCollector, type WaterTankDevice } from '../../edge-agent/src/collectors/water-tank.js';
+import { encodeFrame, FunctionCode, MbapFramer } from '../../edge-agent/src/modbus/mbap.js';
 import { loadLedger } from '../../config/ledger.js';
-import { startTankFleet, startTankSimulator, type TankSimulator } from '../../simulators/src/water-tank/simulator.js';
+import { WaterTankModel } from '../../simulators/src/water-tank/model.js';
+import { startTankFleet, startTankSimulator, transmitterFit, type TankSimulator } from '../../simulators/src/water-tank/simulator.js';
 import { validate } from '../../protocol/validate.js';
 
 const device: WaterTankDevice = {
@@ -48,10 +52,58 @@ async function until(cond: () => boolean, what: string, timeoutMs = 3000): Promi
   }
 }
 
-async function tankSim(opts: { timeScale?: number } = {}): Promise<TankSimulator> {
-  const sim = await startTankSimulator({ settings: device.settings, seed: 11, timeScale: opts.timeScale ?? 0, initialLevelPercent: 60 });
+async function tankSim(
+  opts: { timeScale?: number; firmware?: string; weather?: boolean; startTimeMs?: number } = {},
+): Promise<TankSimulator> {
+  const sim = await startTankSimulator({
+    settings: device.settings,
+    seed: 11,
+    timeScale: opts.timeScale ?? 0,
+    initialLevelPercent: 60,
+    ...(opts.firmware !== undefined ? { firmware: opts.firmware } : {}),
+    ...(opts.weather ? { weather: { lat: device.lat, lon: device.lon } } : {}),
+    ...(opts.startTimeMs !== undefined ? { startTimeMs: opts.startTimeMs } : {}),
+  });
   cleanup.push(() => sim.close());
   return sim;
+}
+
+/** 2026-01-15 13:00 China Standard Time: the Angström hour, in the fire season. */
+const JAN_15_1300 = Date.UTC(2026, 0, 15, 5);
+
+/**
+ * An older transmitter behind a gateway that answers a read with the registers it has, however
+ * many were asked for (a byte count short of the request). Counts the reads by quantity.
+ */
+async function shortAnsweringTransmitter(): Promise<{ port: number; model: WaterTankModel; quantities: number[] }> {
+  const model = new WaterTankModel({ ...device.settings, seed: 3, initialLevelPercent: 40, firmware: '1.2' });
+  const quantities: number[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    const framer = new MbapFramer();
+    socket.on('data', (chunk: Buffer) => {
+      for (const frame of framer.push(chunk)) {
+        if (frame.pdu.readUInt8(0) !== FunctionCode.READ_HOLDING_REGISTERS) continue;
+        const address = frame.pdu.readUInt16BE(1);
+        const quantity = frame.pdu.readUInt16BE(3);
+        quantities.push(quantity);
+        const values = model.registers().slice(address, address + quantity);
+        const pdu = Buffer.alloc(2 + 2 * values.length);
+        pdu.writeUInt8(FunctionCode.READ_HOLDING_REGISTERS, 0);
+        pdu.writeUInt8(2 * values.length, 1);
+        values.forEach((v, i) => pdu.writeUInt16BE(v, 2 + 2 * i));
+        socket.write(encodeFrame(frame.transactionId, frame.unitId, pdu));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.push(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+  });
+  return { port: (server.address() as { port: number }).port, model, quantities };
 }
 
 describe('water-tank collector ↔ simulator over Modbus TCP', () => {
@@ -172,5 +224,99 @@ describe('water-tank collector ↔ simulator over Modbus TCP', () => {
     }
     // different seeds per tank: not all at the same level
     expect(new Set(tanks.map((d) => Math.round(fleet.simulators.get(d.id)!.model.trueLevelMm))).size).toBeGreaterThan(6);
+  });
+});
+
+describe('weather registers over Modbus TCP', () => {
+  it('a tank with a weather sensor publishes air temperature, humidity and rain as its registers say', async () => {
+    const sim = await tankSim({ weather: true, startTimeMs: JAN_15_1300 });
+    const h = collect([{ device, host: sim.host, port: sim.port, unitId: 1 }]);
+    await h.start();
+    await until(() => h.tel().length >= 2, 'readings');
+    const regs = sim.model.registers();
+    expect(regs).toHaveLength(13);
+    const w = sim.model.measure().weather!;
+    const t = h.tel()[0]!;
+    expect(t.values).toMatchObject({ airTemperatureC: w.airTemperatureC, humidityPercent: w.humidityPercent, rainTodayMm: w.rainTodayMm });
+    expect(t.values.airTemperatureC).toBe((regs[10]! >= 0x8000 ? regs[10]! - 0x10000 : regs[10]!) / 10);
+    expect(t.values.humidityPercent).toBe(regs[11]! / 10);
+    expect(t.values.rainTodayMm).toBe(regs[12]! / 10);
+    // A January afternoon in Yongchuan.
+    expect(t.values.airTemperatureC).toBeGreaterThan(0);
+    expect(t.values.airTemperatureC).toBeLessThan(25);
+    expect(validate.telemetry('water_tank', JSON.stringify({ ts: t.ts, seq: 1, values: t.values })).ok).toBe(true);
+  });
+
+  it('a tank without the sensor (firmware 1.3, registers at 0x8000) publishes no weather', async () => {
+    const sim = await tankSim({ firmware: '1.3' });
+    const h = collect([{ device, host: sim.host, port: sim.port, unitId: 1 }]);
+    await h.start();
+    await until(() => h.tel().length >= 2, 'readings');
+    expect(sim.model.registers().slice(10)).toEqual([0x8000, 0x8000, 0x8000]);
+    for (const t of h.tel()) expect(Object.keys(t.values).sort()).toEqual(['levelMm', 'levelPercent', 'sensorStatus', 'temperatureC', 'volumeM3']);
+  });
+
+  it('an older transmitter (firmware 1.2, exception 02 past register 9) keeps working without weather', async () => {
+    const sim = await tankSim(); // firmware 1.2
+    const h = collect([{ device, host: sim.host, port: sim.port, unitId: 1 }]);
+    await h.start();
+    await until(() => h.tel().length >= 5, 'readings');
+    expect(h.of('state').map((s) => s.status)).toEqual(['online']);
+    expect(h.of('event')).toEqual([]);
+    expect(h.tel()[0]!.values.levelMm).toBe(sim.model.registers()[0]);
+    for (const t of h.tel()) expect(t.values.airTemperatureC).toBeUndefined();
+    const notes = h.logs.filter((l) => l.msg.startsWith('transmitter has no weather registers'));
+    expect(notes).toHaveLength(1);
+    expect(JSON.stringify(notes[0])).toContain('exception: modbus exception 0x02');
+  });
+
+  it('an older transmitter that answers only the registers it has keeps working, one read per poll', async () => {
+    const tx = await shortAnsweringTransmitter();
+    const h = collect([{ device, host: '127.0.0.1', port: tx.port, unitId: 1 }]);
+    await h.start();
+    await until(() => h.tel().length >= 4, 'readings');
+    expect(tx.quantities.slice(0, 4)).toEqual([13, 10, 10, 10]);
+    expect(h.of('state').map((s) => s.status)).toEqual(['online']);
+    const level = h.tel()[0]!.values.levelMm;
+    expect(Math.abs(level - 1000)).toBeLessThanOrEqual(2); // 40 % of 2500 mm
+    for (const t of h.tel()) expect(t.values.humidityPercent).toBeUndefined();
+    expect(JSON.stringify(h.logs.find((l) => l.msg.startsWith('transmitter has no weather registers')))).toContain('protocol: read registers: malformed response');
+  });
+
+  it('a fleet from the shipped ledger: weather from exactly the tanks that have a sensor, one site weather', async () => {
+    const all = loadLedger(new URL('../../config/ledger/chashan-zhuhai.csv', import.meta.url).pathname).filter(
+      (d): d is WaterTankDevice => d.kind === 'water_tank',
+    );
+    const fits = all.map((d) => transmitterFit(d.id));
+    expect(fits.filter((f) => f.weatherSensor).length).toBeGreaterThanOrEqual(8); // about one in four of 58
+    expect(fits.filter((f) => f.weatherSensor).length).toBeLessThanOrEqual(20);
+    expect(fits.filter((f) => f.firmware === '1.2').length).toBeGreaterThanOrEqual(8); // older transmitters too
+    const tanks = all.slice(0, 24); // enough of each kind, without loading a 2-core machine
+    expect(tanks.filter((d) => transmitterFit(d.id).weatherSensor).length).toBeGreaterThanOrEqual(3);
+    const fleet = await startTankFleet(tanks, { seed: 20250401, timeScale: 0, startTimeMs: JAN_15_1300 });
+    cleanup.push(() => fleet.close());
+    const h = collect(
+      tanks.map((d) => ({ device: d, ...fleet.endpoints.get(d.id)! })),
+      { pollIntervalMs: 500 },
+    );
+    await h.start();
+    await until(() => new Set(h.tel().map((t) => t.deviceId)).size === tanks.length, 'a reading from every tank', 5000);
+    await h.collector.stop();
+    const airC: number[] = [];
+    for (const d of tanks) {
+      const t = h.tel().find((r) => r.deviceId === d.id)!;
+      const sim = fleet.simulators.get(d.id)!;
+      if (transmitterFit(d.id).weatherSensor) {
+        expect(sim.model.weather, d.id).toBeDefined();
+        expect(t.values, d.id).toMatchObject(sim.model.measure().weather!);
+        airC.push(t.values.airTemperatureC!);
+      } else {
+        expect(t.values.airTemperatureC, d.id).toBeUndefined();
+        expect(t.values.humidityPercent, d.id).toBeUndefined();
+        expect(t.values.rainTodayMm, d.id).toBeUndefined();
+      }
+    }
+    // Stations a few km apart on one site: the same weather, give or take terrain and siting.
+    expect(Math.max(...airC) - Math.min(...airC)).toBeLessThan(4);
   });
 });

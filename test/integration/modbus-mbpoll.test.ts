@@ -2,11 +2,13 @@
  * The tank simulator's Modbus TCP server read and written by an independent client: Debian's
  * mbpoll (libmodbus). The expected numbers are the ones in docs/devices/water-tank-modbus.md.
  * mbpoll numbers references from 1 by default (`-r 1` = PDU address 0); `-0` switches to PDU
- * addresses. Simulated time is frozen (timeScale 0) so the values are exact.
+ * addresses. Simulated time is frozen (timeScale 0) so the values are exact. The first tank runs
+ * firmware 1.2 (registers 1..10); the weather registers 11..13 of firmware 1.3 are read last.
  */
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTankSimulator, type TankSimulator } from '../../simulators/src/water-tank/simulator.js';
+import { SiteWeather } from '../../simulators/src/water-tank/weather.js';
 
 const MBPOLL = '/usr/bin/mbpoll';
 
@@ -169,5 +171,64 @@ describe('tank simulator read by mbpoll', () => {
     expect(back.code, back.stderr).toBe(0);
     expect(Math.abs(back.values.get(1)! - sim.model.trueLevelMm)).toBeLessThanOrEqual(2);
     expect(back.values.get(5)).toBe(0);
+  });
+});
+
+describe('weather registers (firmware 1.3) read by mbpoll', () => {
+  const settings = { capacityM3: 55, heightMm: 2500, lowPercent: 30, criticalPercent: 15, modbusUnit: 1 };
+  const place = { lat: 29.43, lon: 105.88 };
+  const started: TankSimulator[] = [];
+  const start = async (opts: Omit<Parameters<typeof startTankSimulator>[0], 'settings' | 'seed' | 'timeScale'>) => {
+    const s = await startTankSimulator({ settings, seed: 7, timeScale: 0, initialLevelPercent: 70, ...opts });
+    started.push(s);
+    return s;
+  };
+  afterAll(async () => {
+    await Promise.all(started.map((s) => s.close()));
+  });
+
+  it('registers 11..13 (PDU 10..12): air temperature 0.1 °C, humidity 0.1 %RH, rain today 0.1 mm', async () => {
+    const s = await start({ weather: place, startTimeMs: Date.UTC(2026, 0, 15, 5) }); // 13:00 CST
+    const w = s.model.measure().weather!;
+    const all = await mbpoll(s.port, ['-a', '1', '-r', '1', '-c', '13', '-t', '4']);
+    expect(all.code, all.stderr).toBe(0);
+    expect(all.values.get(6)).toBe(0x0103); // firmware 1.3
+    expect(all.signed.get(11)).toBe(Math.round(w.airTemperatureC * 10));
+    expect(all.values.get(12)).toBe(Math.round(w.humidityPercent * 10));
+    expect(all.values.get(13)).toBe(Math.round(w.rainTodayMm * 10));
+    expect(all.values.get(12)).toBeGreaterThan(0);
+    expect(all.values.get(12)).toBeLessThanOrEqual(1000);
+    const weather = await mbpoll(s.port, ['-a', '1', '-r', '11', '-c', '3', '-t', '3']); // input registers too
+    expect([...weather.values.values()]).toEqual([11, 12, 13].map((r) => all.values.get(r)));
+  });
+
+  it('a negative air temperature is int16', async () => {
+    const site = new SiteWeather({ seed: 1, climate: { meanC: -25, seasonalC: 0, anomalyC: 0 } });
+    const s = await start({ weather: { ...place, site } });
+    const r = await mbpoll(s.port, ['-a', '1', '-r', '11', '-c', '1', '-t', '4']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.values.get(11)).toBeGreaterThanOrEqual(0x8001);
+    expect(r.signed.get(11)).toBe(Math.round(s.model.measure().weather!.airTemperatureC * 10));
+    expect(r.signed.get(11)).toBeLessThan(-100);
+  });
+
+  it('without a weather sensor the three read 0x8000, shown as 32768 (-32768)', async () => {
+    const s = await start({ firmware: '1.3' });
+    const r = await mbpoll(s.port, ['-a', '1', '-r', '11', '-c', '3', '-t', '4']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const ref of [11, 12, 13]) {
+      expect(r.values.get(ref)).toBe(32768);
+      expect(r.signed.get(ref)).toBe(-32768);
+    }
+    expect(r.stdout).toMatch(/\[11\]:\s+32768 \(-32768\)/);
+  });
+
+  it('reading past register 13 is exception 02; firmware 1.2 has no registers past 10', async () => {
+    const s = await start({ weather: place });
+    const past = await mbpoll(s.port, ['-a', '1', '-r', '13', '-c', '2', '-t', '4']);
+    expect(past.stderr).toMatch(/Illegal data address/);
+    const old = await mbpoll(sim.port, ['-a', '1', '-r', '11', '-c', '3', '-t', '4']); // the firmware 1.2 tank above
+    expect(old.code).not.toBe(0);
+    expect(old.stderr).toMatch(/Illegal data address/);
   });
 });

@@ -7,7 +7,7 @@ import pino from 'pino';
 import type { Reading } from '../../edge-agent/src/collectors/collector.js';
 import { tankTargetsFromLedger, WaterTankCollector, type WaterTankDevice, type WaterTankTarget } from '../../edge-agent/src/collectors/water-tank.js';
 import { ModbusError, type HoldingRegisterReader } from '../../edge-agent/src/modbus/client.js';
-import { encodeTankRegisters, TankStatus, type TankRegisterValues } from '../../edge-agent/src/modbus/tank-registers.js';
+import { encodeTankRegisters, TANK_BASE_REGISTER_COUNT, TankStatus, type TankRegisterValues } from '../../edge-agent/src/modbus/tank-registers.js';
 import { validate } from '../../protocol/validate.js';
 import type { LedgerDevice } from '../../config/ledger.js';
 
@@ -37,19 +37,34 @@ const healthy: TankRegisterValues = {
   uptimeS: 100,
 };
 
+/**
+ * How a transmitter without the weather registers (firmware before 1.3) answers a read past
+ * register 9: exception 02, exception 03, or only the registers it has (which the real client
+ * turns into a 'protocol' error).
+ */
+type OldMap = 'exception02' | 'exception03' | 'short';
+
 /** Answers per unit id from a script the test changes as it goes; records when it was asked. */
 class ScriptedTanks {
   answer = new Map<number, TankRegisterValues | ModbusError>();
-  calls: Array<{ unitId: number; at: number }> = [];
+  /** units with an older register map (0..9); the others have the whole map */
+  oldMap = new Map<number, OldMap>();
+  calls: Array<{ unitId: number; at: number; quantity: number }> = [];
   clients = 0;
   closed = 0;
   connect = (): HoldingRegisterReader => {
     this.clients++;
     return {
       readHoldingRegisters: async (unitId, address, quantity) => {
-        this.calls.push({ unitId, at: Date.now() });
+        this.calls.push({ unitId, at: Date.now(), quantity });
         const a = this.answer.get(unitId) ?? new ModbusError('timeout', 'no response within 100 ms');
         if (a instanceof ModbusError) throw a;
+        const old = this.oldMap.get(unitId);
+        if (old && address + quantity > TANK_BASE_REGISTER_COUNT) {
+          if (old === 'short') throw new ModbusError('protocol', `read registers: malformed response (22 bytes for ${quantity} registers)`);
+          const code = old === 'exception02' ? 2 : 3;
+          throw new ModbusError('exception', `modbus exception 0x0${code}`, { exceptionCode: code });
+        }
         return encodeTankRegisters(a).slice(address, address + quantity);
       },
       close: async () => {
@@ -59,7 +74,10 @@ class ScriptedTanks {
   };
 }
 
-function harness(targets: WaterTankTarget[], opts: { pollIntervalMs?: number; maxBackoffMs?: number; offlineAfterFailures?: number } = {}) {
+function harness(
+  targets: WaterTankTarget[],
+  opts: { pollIntervalMs?: number; maxBackoffMs?: number; offlineAfterFailures?: number; weatherProbeIntervalMs?: number } = {},
+) {
   const tanks = new ScriptedTanks();
   const readings: Reading[] = [];
   const logs: Array<{ level: number; msg: string }> = [];
@@ -70,6 +88,7 @@ function harness(targets: WaterTankTarget[], opts: { pollIntervalMs?: number; ma
     connect: tanks.connect,
     ...(opts.maxBackoffMs !== undefined ? { maxBackoffMs: opts.maxBackoffMs } : {}),
     ...(opts.offlineAfterFailures !== undefined ? { offlineAfterFailures: opts.offlineAfterFailures } : {}),
+    ...(opts.weatherProbeIntervalMs !== undefined ? { weatherProbeIntervalMs: opts.weatherProbeIntervalMs } : {}),
   });
   const ctx = { log, emit: (r: Reading) => void readings.push(r) };
   const of = <C extends Reading['channel']>(channel: C) => readings.filter((r): r is Extract<Reading, { channel: C }> => r.channel === channel);
@@ -250,6 +269,114 @@ describe('water-tank collector', () => {
     expect(() => new WaterTankCollector([{ device: camera, host: 'h', port: 1, unitId: 1 }], { pollIntervalMs: 1000, timeoutMs: 100 })).toThrow(
       /not a water tank/,
     );
+  });
+});
+
+describe('water-tank collector: weather registers', () => {
+  const weather = { airTemperatureC: -2.5, humidityPercent: 41.5, rainTodayMm: 3.2 };
+
+  it('publishes air temperature, humidity and rain from one read of the whole map', async () => {
+    const h = harness([{ device: device('tank-001'), host: 'h', port: 502, unitId: 1 }]);
+    h.tanks.answer.set(1, { ...healthy, firmware: '1.3', ...weather });
+    await h.collector.start(h.ctx);
+    await vi.advanceTimersByTimeAsync(2500);
+    expect(h.tanks.calls.map((c) => c.quantity)).toEqual([13, 13, 13]);
+    const [t] = h.tel();
+    expect(t!.values).toEqual({ levelMm: 1250, levelPercent: 50, volumeM3: 25, temperatureC: 12.4, sensorStatus: 0, ...weather });
+    expect(validate.telemetry('water_tank', JSON.stringify({ ts: t!.ts, seq: 0, values: t!.values })).ok).toBe(true);
+    await h.collector.stop();
+  });
+
+  it('leaves out what the transmitter has no data for (0x8000), and values outside the schema range', async () => {
+    const h = harness([{ device: device('tank-001'), host: 'h', port: 502, unitId: 1 }]);
+    h.tanks.answer.set(1, { ...healthy, firmware: '1.3' }); // no sensor: all three NO_DATA
+    await h.collector.start(h.ctx);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(Object.keys(h.tel()[0]!.values).sort()).toEqual(['levelMm', 'levelPercent', 'sensorStatus', 'temperatureC', 'volumeM3']);
+    h.tanks.answer.set(1, { ...healthy, firmware: '1.3', airTemperatureC: 85, humidityPercent: 250, rainTodayMm: 2 });
+    await vi.advanceTimersByTimeAsync(1000);
+    const values = h.tel()[1]!.values;
+    expect(values.airTemperatureC).toBeUndefined();
+    expect(values.humidityPercent).toBeUndefined();
+    expect(values.rainTodayMm).toBe(2);
+    expect(validate.telemetry('water_tank', JSON.stringify({ ts: 1775010600000, seq: 0, values })).ok).toBe(true);
+    await h.collector.stop();
+  });
+
+  it.each(['exception02', 'exception03', 'short'] as const)(
+    'an older transmitter (%s past register 9) still works: read 0–9 in the same poll, then 0–9 only, no weather',
+    async (old) => {
+      const h = harness([{ device: device('tank-001'), host: 'h', port: 502, unitId: 1 }]);
+      h.tanks.answer.set(1, { ...healthy, ...weather }); // the values would be there, the map is not
+      h.tanks.oldMap.set(1, old);
+      await h.collector.start(h.ctx);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(h.tanks.calls.map((c) => c.quantity)).toEqual([13, 10]);
+      expect(h.of('state').map((s) => s.status)).toEqual(['online']);
+      expect(h.tel()).toHaveLength(1);
+      expect(h.tel()[0]!.values).toEqual({ levelMm: 1250, levelPercent: 50, volumeM3: 25, temperatureC: 12.4, sensorStatus: 0 });
+      await vi.advanceTimersByTimeAsync(3000);
+      expect(h.tanks.calls.map((c) => c.quantity)).toEqual([13, 10, 10, 10, 10]); // one request per poll
+      expect(h.tel()).toHaveLength(4);
+      expect(h.logs.filter((l) => l.msg.startsWith('transmitter has no weather registers'))).toHaveLength(1);
+      expect(h.of('event')).toEqual([]);
+      await h.collector.stop();
+    },
+  );
+
+  it('looks for the weather registers again after the transmitter restarts (a firmware update)', async () => {
+    const h = harness([{ device: device('tank-001'), host: 'h', port: 502, unitId: 1 }]);
+    h.tanks.answer.set(1, { ...healthy, uptimeS: 5000 });
+    h.tanks.oldMap.set(1, 'exception02');
+    await h.collector.start(h.ctx);
+    await vi.advanceTimersByTimeAsync(1500);
+    h.tanks.oldMap.delete(1); // updated to 1.3 with a sensor, and rebooted
+    h.tanks.answer.set(1, { ...healthy, firmware: '1.3', uptimeS: 3, ...weather });
+    await vi.advanceTimersByTimeAsync(1000); // this poll sees the uptime fall
+    await vi.advanceTimersByTimeAsync(1000); // this one reads the whole map
+    expect(h.tanks.calls.map((c) => c.quantity)).toEqual([13, 10, 10, 10, 13]);
+    expect(h.tel().at(-1)!.values).toMatchObject(weather);
+    await h.collector.stop();
+  });
+
+  it('tries the whole map again every weatherProbeIntervalMs: one garbled answer does not cost the weather for good', async () => {
+    const h = harness([{ device: device('tank-001'), host: 'h', port: 502, unitId: 1 }], { weatherProbeIntervalMs: 3000 });
+    h.tanks.answer.set(1, { ...healthy, firmware: '1.3', ...weather });
+    h.tanks.oldMap.set(1, 'short'); // looks like an older map once…
+    await h.collector.start(h.ctx);
+    await vi.advanceTimersByTimeAsync(0);
+    h.tanks.oldMap.delete(1); // …but it was a garbled answer
+    await vi.advanceTimersByTimeAsync(2000); // still on the old map: no second probe yet
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(h.tanks.calls.map((c) => c.quantity)).toEqual([13, 10, 10, 10, 13, 13]);
+    expect(h.tel().at(-1)!.values).toMatchObject(weather);
+    expect(h.logs.map((l) => l.msg).filter((m) => m.startsWith('transmitter'))).toEqual([
+      'transmitter has no weather registers (older firmware); reading registers 0–9',
+      'transmitter now has weather registers; reading registers 0–12',
+    ]);
+    await h.collector.stop();
+  });
+
+  it('an older transmitter costs one extra request per probe interval, and is logged once', async () => {
+    const h = harness([{ device: device('tank-001'), host: 'h', port: 502, unitId: 1 }], { weatherProbeIntervalMs: 3000 });
+    h.tanks.answer.set(1, healthy);
+    h.tanks.oldMap.set(1, 'exception02');
+    await h.collector.start(h.ctx);
+    await vi.advanceTimersByTimeAsync(6500);
+    expect(h.tanks.calls.map((c) => c.quantity)).toEqual([13, 10, 10, 10, 13, 10, 10, 10, 13, 10]);
+    expect(h.tel()).toHaveLength(7);
+    expect(h.logs.filter((l) => l.msg.startsWith('transmitter'))).toHaveLength(1);
+    await h.collector.stop();
+  });
+
+  it('a timeout on the whole-map read is an outage, not an older map', async () => {
+    const h = harness([{ device: device('tank-001'), host: 'h', port: 502, unitId: 1 }]);
+    h.tanks.answer.set(1, new ModbusError('timeout', 'no response within 100 ms'));
+    await h.collector.start(h.ctx);
+    await vi.advanceTimersByTimeAsync(2500);
+    expect(h.tanks.calls.every((c) => c.quantity === 13)).toBe(true);
+    expect(h.of('state').map((s) => s.status)).toEqual(['offline']);
+    await h.collector.stop();
   });
 });
 

@@ -12,12 +12,24 @@
  * - Level %, volume and the fault bound use the ledger's height and capacity (the command
  *   center's record, which its alarm thresholds refer to); a transmitter configured otherwise is
  *   logged once.
+ * - One read covers the whole map, weather registers included. A transmitter whose firmware
+ *   predates them refuses that read (exception 02/03) or answers short; it is then read with the
+ *   old 10-register map, without weather, and looked at again after it restarts (its uptime
+ *   falls), after it was offline, and every `weatherProbeIntervalMs` (a one-off garbled answer
+ *   must not cost a tank its weather for good).
  */
 import type { Logger } from 'pino';
 import type { LedgerDevice } from '../../../config/ledger.js';
 import type { WaterTankValues } from '../../../protocol/payloads.js';
 import { ModbusError, ModbusTcpClient, type HoldingRegisterReader } from '../modbus/client.js';
-import { decodeTankRegisters, TANK_REGISTER_COUNT, TankStatus, type TankRegisterValues } from '../modbus/tank-registers.js';
+import { ExceptionCode } from '../modbus/mbap.js';
+import {
+  decodeTankRegisters,
+  TANK_BASE_REGISTER_COUNT,
+  TANK_REGISTER_COUNT,
+  TankStatus,
+  type TankRegisterValues,
+} from '../modbus/tank-registers.js';
 import type { Collector, CollectorContext, Reading } from './collector.js';
 
 export type WaterTankDevice = Extract<LedgerDevice, { kind: 'water_tank' }>;
@@ -37,6 +49,8 @@ export interface WaterTankCollectorOptions {
   maxBackoffMs?: number;
   /** failed polls in a row before a tank is reported offline; default 2 */
   offlineAfterFailures?: number;
+  /** how often a transmitter read with the old map (no weather) is tried with the whole map again; default 1 h */
+  weatherProbeIntervalMs?: number;
   /** clock for reading timestamps; default Date.now */
   now?: () => number;
   /** opens a client to one Modbus TCP endpoint (tanks sharing host:port share it); a seam for tests */
@@ -54,6 +68,11 @@ interface TankPoller {
   /** message of the open sensor_fault event, if any */
   fault: string | undefined;
   configChecked: boolean;
+  /** the register map the transmitter answered: 'full' (0–12) or 'base' (0–9, no weather) */
+  map: 'unknown' | 'full' | 'base';
+  /** with map 'base': when to try the whole map again (Date.now() clock) */
+  probeAt: number;
+  lastUptimeS: number | undefined;
 }
 
 /** Targets for the tanks in a ledger that have a Modbus address; the rest are listed as missing. */
@@ -77,6 +96,24 @@ function describeFailure(err: unknown): string {
   if (err instanceof ModbusError) return `${err.kind}: ${err.message}`;
   return `internal: ${err instanceof Error ? err.message : String(err)}`.slice(0, 500);
 }
+
+/**
+ * How a transmitter without the weather registers answers a read that covers them: exception 02
+ * (the standard answer), 03 (some firmware checks the quantity first), or an answer holding only
+ * the registers it has (a malformed response to the client).
+ */
+function isShorterMap(err: unknown): boolean {
+  if (!(err instanceof ModbusError)) return false;
+  if (err.kind === 'protocol') return true;
+  return err.kind === 'exception' && (err.exceptionCode === ExceptionCode.ILLEGAL_DATA_ADDRESS || err.exceptionCode === ExceptionCode.ILLEGAL_DATA_VALUE);
+}
+
+/** The weather fields of WaterTankValues: their schema ranges (protocol/payloads.ts). */
+const WEATHER_RANGES = [
+  ['airTemperatureC', -50, 60],
+  ['humidityPercent', 0, 100],
+  ['rainTodayMm', 0, 1000],
+] as const;
 
 const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
 
@@ -104,6 +141,7 @@ export class WaterTankCollector implements Collector {
       timeoutMs: opts.timeoutMs,
       maxBackoffMs: opts.maxBackoffMs ?? Math.max(opts.pollIntervalMs, 60_000),
       offlineAfterFailures: Math.max(1, opts.offlineAfterFailures ?? 2),
+      weatherProbeIntervalMs: opts.weatherProbeIntervalMs ?? 3_600_000,
       now: opts.now ?? Date.now,
       connect: opts.connect,
     };
@@ -126,6 +164,9 @@ export class WaterTankCollector implements Collector {
         state: 'unknown',
         fault: undefined,
         configChecked: false,
+        map: 'unknown',
+        probeAt: 0,
+        lastUptimeS: undefined,
       };
       // Spread first polls evenly over one interval; later ones keep that phase.
       this.#schedule(poller, Math.floor((i * this.#opts.pollIntervalMs) / Math.max(1, n)));
@@ -176,7 +217,7 @@ export class WaterTankCollector implements Collector {
   async #poll(p: TankPoller): Promise<boolean> {
     let regs: number[];
     try {
-      regs = await p.client.readHoldingRegisters(p.target.unitId, 0, TANK_REGISTER_COUNT);
+      regs = await this.#read(p);
     } catch (err) {
       if (this.#running) this.#onFailure(p, err);
       return false;
@@ -192,10 +233,32 @@ export class WaterTankCollector implements Collector {
     }
   }
 
+  /** Reads the whole map, or registers 0–9 of a transmitter known not to have the rest. */
+  async #read(p: TankPoller): Promise<number[]> {
+    const { unitId } = p.target;
+    if (p.map === 'base' && Date.now() < p.probeAt) return p.client.readHoldingRegisters(unitId, 0, TANK_BASE_REGISTER_COUNT);
+    try {
+      const regs = await p.client.readHoldingRegisters(unitId, 0, TANK_REGISTER_COUNT);
+      if (p.map === 'base' && this.#running) p.log.info('transmitter now has weather registers; reading registers 0–12');
+      p.map = 'full';
+      return regs;
+    } catch (err) {
+      if (!isShorterMap(err)) throw err;
+      const regs = await p.client.readHoldingRegisters(unitId, 0, TANK_BASE_REGISTER_COUNT);
+      if (p.map !== 'base' && this.#running) {
+        p.log.info({ reason: describeFailure(err) }, 'transmitter has no weather registers (older firmware); reading registers 0–9');
+      }
+      p.map = 'base';
+      p.probeAt = Date.now() + this.#opts.weatherProbeIntervalMs;
+      return regs;
+    }
+  }
+
   #onFailure(p: TankPoller, err: unknown): void {
     p.failures++;
     if (p.state === 'offline' || p.failures < this.#opts.offlineAfterFailures) return;
     p.state = 'offline';
+    p.map = 'unknown'; // it may come back as another transmitter
     const reason = describeFailure(err);
     if (err instanceof ModbusError) p.log.warn({ reason, failures: p.failures }, 'water tank offline');
     else p.log.error({ err, failures: p.failures }, 'water tank poll failed unexpectedly');
@@ -211,6 +274,9 @@ export class WaterTankCollector implements Collector {
       p.state = 'online';
       this.#emit({ channel: 'state', deviceId: device.id, ts, status: 'online' });
     }
+    // A restart may have been a firmware update: look for the weather registers again.
+    if (p.map === 'base' && p.lastUptimeS !== undefined && r.uptimeS < p.lastUptimeS) p.map = 'unknown';
+    p.lastUptimeS = r.uptimeS;
     if (!p.configChecked) {
       p.configChecked = true;
       if (Math.abs(r.heightMm - heightMm) > heightMm * 0.01 || Math.abs(r.capacityM3 - capacityM3) > Math.max(0.1, capacityM3 * 0.01)) {
@@ -250,6 +316,12 @@ export class WaterTankCollector implements Collector {
       sensorStatus: r.status,
     };
     if (r.temperatureC >= -50 && r.temperatureC <= 80) values.temperatureC = r.temperatureC;
+    // Weather registers: absent with older firmware or no sensor (NO_DATA); a value outside the
+    // schema range is a sensor fault of its own and is left out rather than failing the level.
+    for (const [field, min, max] of WEATHER_RANGES) {
+      const v = r[field];
+      if (v !== undefined && v >= min && v <= max) values[field] = v;
+    }
     this.#emit({ channel: 'telemetry', kind: 'water_tank', deviceId: device.id, ts, values });
   }
 

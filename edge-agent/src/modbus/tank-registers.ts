@@ -7,6 +7,10 @@
  * Holding registers (FC 03) and input registers (FC 04) hold the same map. Addresses are PDU
  * addresses (0-based); register 40001 / mbpoll `-r 1` is address 0. 16-bit values big-endian;
  * the one 32-bit value puts its high word first.
+ *
+ * Firmware 1.3 appended registers 10–12 for a weather sensor on the same cabinet (air
+ * temperature, humidity, the rain gauge's daily counter); older firmware has 0–9 only and
+ * answers exception 02 past them. Without a weather sensor, 10–12 read NO_DATA.
  */
 import { fromInt16, toInt16 } from './mbap.js';
 
@@ -30,10 +34,31 @@ export const TankRegister = {
   /** uint32 across two registers (high word first), seconds since power-on */
   UPTIME_HI: 8,
   UPTIME_LO: 9,
+  /** int16, 0.1 °C, air temperature at the cabinet; NO_DATA without a weather sensor (firmware ≥ 1.3) */
+  AIR_TEMPERATURE: 10,
+  /** uint16, 0.1 %RH; NO_DATA without a weather sensor (firmware ≥ 1.3) */
+  HUMIDITY: 11,
+  /** uint16, 0.1 mm of rain since local midnight (the gauge's daily counter); NO_DATA without a gauge (firmware ≥ 1.3) */
+  RAIN_TODAY: 12,
 } as const;
 
-/** Registers 0..9; reading past the end is exception 02. */
-export const TANK_REGISTER_COUNT = 10;
+/** The whole map, registers 0..12 (firmware 1.3 and later); reading past the end is exception 02. */
+export const TANK_REGISTER_COUNT = 13;
+/** Registers 0..9: the map of firmware before 1.3, which has no weather registers. */
+export const TANK_BASE_REGISTER_COUNT = 10;
+
+/** How many registers a transmitter with this firmware ("major.minor") has. */
+export function tankRegisterCount(firmware: string): number {
+  const [major = 0, minor = 0] = firmware.split('.').map(Number);
+  return major > 1 || (major === 1 && minor >= 3) ? TANK_REGISTER_COUNT : TANK_BASE_REGISTER_COUNT;
+}
+
+/**
+ * A weather register with nothing to report: no sensor fitted, or the sensor not answering.
+ * 0x8000 (−32768 as int16) is the "no data" value industrial transmitters commonly use; it is
+ * outside every valid range here, signed or not.
+ */
+export const NO_DATA = 0x8000;
 
 export const TankStatus = {
   /** no echo / loop current below 3.6 mA (NAMUR NE 43 low): the level is not valid */
@@ -57,9 +82,21 @@ export interface TankRegisterValues {
   lowAlarmMm: number;
   loopCurrentMa: number;
   uptimeS: number;
+  /** °C; absent: NO_DATA (or a map without the weather registers) */
+  airTemperatureC?: number;
+  /** %RH; absent: NO_DATA */
+  humidityPercent?: number;
+  /** mm since local midnight; absent: NO_DATA */
+  rainTodayMm?: number;
 }
 
 const u16 = (v: number) => Math.max(0, Math.min(0xffff, Math.round(v)));
+/** A weather value in tenths, or NO_DATA; clamped so that no real value can read as NO_DATA. */
+function weatherRegister(v: number | undefined, signed: boolean): number {
+  if (v === undefined || !Number.isFinite(v)) return NO_DATA;
+  const tenths = Math.max(signed ? -0x7fff : 0, Math.min(0x7fff, Math.round(v * 10)));
+  return fromInt16(tenths);
+}
 
 export function encodeTankRegisters(v: TankRegisterValues): number[] {
   const [major, minor] = v.firmware.split('.').map(Number);
@@ -75,14 +112,26 @@ export function encodeTankRegisters(v: TankRegisterValues): number[] {
     u16(v.loopCurrentMa * 100),
     uptime >>> 16,
     uptime & 0xffff,
+    weatherRegister(v.airTemperatureC, true),
+    weatherRegister(v.humidityPercent, false),
+    weatherRegister(v.rainTodayMm, false),
   ];
 }
 
-/** Decodes registers 0..9 (a read starting at address 0). */
+/**
+ * Decodes a read starting at address 0: registers 0..9, and the weather registers if the read
+ * covered them (NO_DATA ones are left out).
+ */
 export function decodeTankRegisters(regs: readonly number[]): TankRegisterValues {
-  if (regs.length < TANK_REGISTER_COUNT) throw new RangeError(`need ${TANK_REGISTER_COUNT} registers, got ${regs.length}`);
+  if (regs.length < TANK_BASE_REGISTER_COUNT) throw new RangeError(`need ${TANK_BASE_REGISTER_COUNT} registers, got ${regs.length}`);
   const r = (i: number) => regs[i] ?? 0;
   const fw = r(TankRegister.FIRMWARE);
+  const weather: Pick<TankRegisterValues, 'airTemperatureC' | 'humidityPercent' | 'rainTodayMm'> = {};
+  if (regs.length >= TANK_REGISTER_COUNT) {
+    if (r(TankRegister.AIR_TEMPERATURE) !== NO_DATA) weather.airTemperatureC = toInt16(r(TankRegister.AIR_TEMPERATURE)) / 10;
+    if (r(TankRegister.HUMIDITY) !== NO_DATA) weather.humidityPercent = r(TankRegister.HUMIDITY) / 10;
+    if (r(TankRegister.RAIN_TODAY) !== NO_DATA) weather.rainTodayMm = r(TankRegister.RAIN_TODAY) / 10;
+  }
   return {
     levelMm: r(TankRegister.LEVEL_MM),
     capacityM3: r(TankRegister.CAPACITY) / 10,
@@ -93,5 +142,6 @@ export function decodeTankRegisters(regs: readonly number[]): TankRegisterValues
     lowAlarmMm: r(TankRegister.LOW_ALARM_MM),
     loopCurrentMa: r(TankRegister.LOOP_CURRENT) / 100,
     uptimeS: r(TankRegister.UPTIME_HI) * 0x10000 + r(TankRegister.UPTIME_LO),
+    ...weather,
   };
 }

@@ -9,10 +9,14 @@
  * depends only on the seed and the simulated time reached, not on how the steps were cut: a model
  * advanced by 1 h once equals one advanced by 1 s 3600 times. Noise is a hash of (seed, tick),
  * so reading the registers never changes the state.
+ *
+ * A transmitter with firmware 1.3 or later has the weather registers; a weather sensor on the
+ * cabinet (weather.ts) fills them, otherwise they read NO_DATA. Older firmware has none.
  */
 import { prng } from '../fleet/geography.js';
-import { encodeTankRegisters, LEVEL_INVALID, TANK_REGISTER_COUNT, TankRegister, TankStatus } from '../../../edge-agent/src/modbus/tank-registers.js';
+import { encodeTankRegisters, LEVEL_INVALID, tankRegisterCount, TankRegister, TankStatus } from '../../../edge-agent/src/modbus/tank-registers.js';
 import { ExceptionCode, ModbusException } from '../../../edge-agent/src/modbus/mbap.js';
+import type { WeatherReading, WeatherStation } from './weather.js';
 
 /** Faults inside the transmitter; transport faults (disconnected) belong to the simulator. */
 export type TankSensorFault = 'none' | 'stuck' | 'out_of_range' | 'sensor_fault';
@@ -66,7 +70,10 @@ export interface TankModelOptions {
   /** simulated seconds per tick; default 1 */
   tickS?: number;
   physics?: Partial<TankPhysics>;
+  /** "major.minor"; default 1.3 with a weather sensor, else 1.2. 1.3 and later have the weather registers. */
   firmware?: string;
+  /** the weather sensor on the transmitter's cabinet, if it has one (needs firmware ≥ 1.3) */
+  weather?: WeatherStation;
 }
 
 export interface TankMeasurement {
@@ -75,6 +82,8 @@ export interface TankMeasurement {
   temperatureC: number;
   loopCurrentMa: number;
   status: number;
+  /** the cabinet's weather sensor, if there is one */
+  weather?: WeatherReading;
 }
 
 const DAY_S = 86_400;
@@ -90,6 +99,9 @@ export class WaterTankModel {
   readonly tickS: number;
   readonly physics: Readonly<TankPhysics>;
   readonly firmware: string;
+  /** registers 0..registerCount−1 exist (10, or 13 with the weather registers) */
+  readonly registerCount: number;
+  readonly weather: WeatherStation | undefined;
   /** mm of level per m³ of water (the tank is taken as prismatic) */
   readonly mmPerM3: number;
 
@@ -115,7 +127,12 @@ export class WaterTankModel {
     this.startTimeMs = opts.startTimeMs ?? DEFAULT_START;
     this.tickS = opts.tickS ?? 1;
     this.physics = { ...DEFAULT_TANK_PHYSICS, ...opts.physics };
-    this.firmware = opts.firmware ?? '1.2';
+    this.firmware = opts.firmware ?? (opts.weather ? '1.3' : '1.2');
+    this.registerCount = tankRegisterCount(this.firmware);
+    if (opts.weather && this.registerCount <= TankRegister.RAIN_TODAY) {
+      throw new RangeError(`firmware ${this.firmware} has no weather registers (1.3 and later have)`);
+    }
+    this.weather = opts.weather;
     this.mmPerM3 = this.heightMm / this.capacityM3;
     this.#rand = prng(this.seed);
     const initial = opts.initialLevelPercent ?? 70 + 28 * this.#rand();
@@ -265,23 +282,25 @@ export class WaterTankModel {
 
   measure(): TankMeasurement {
     const temperatureC = Math.round(this.temperatureC * 10) / 10;
+    // The weather sensor is a separate probe: level faults do not touch it.
+    const weather = this.weather ? { weather: this.weather.read(this.simTimeMs) } : {};
     switch (this.#fault) {
       case 'out_of_range':
-        return { levelMm: LEVEL_INVALID, temperatureC, loopCurrentMa: 22, status: TankStatus.OUT_OF_RANGE };
+        return { levelMm: LEVEL_INVALID, temperatureC, loopCurrentMa: 22, status: TankStatus.OUT_OF_RANGE, ...weather };
       case 'sensor_fault':
-        return { levelMm: 0, temperatureC, loopCurrentMa: 3.5, status: TankStatus.SENSOR_FAULT };
+        return { levelMm: 0, temperatureC, loopCurrentMa: 3.5, status: TankStatus.SENSOR_FAULT, ...weather };
       default: {
         const levelMm = this.#stuck?.levelMm ?? this.#liveLevel();
         const loopCurrentMa = this.#stuck?.loopCurrentMa ?? this.#loopCurrent(levelMm);
-        return { levelMm, temperatureC, loopCurrentMa, status: levelMm < this.#lowAlarmMm ? TankStatus.LOW_LEVEL_ALARM : 0 };
+        return { levelMm, temperatureC, loopCurrentMa, status: levelMm < this.#lowAlarmMm ? TankStatus.LOW_LEVEL_ALARM : 0, ...weather };
       }
     }
   }
 
-  /** All registers 0..9 as the transmitter would answer now. */
+  /** All registers (0..9, or 0..12 with firmware ≥ 1.3) as the transmitter would answer now. */
   registers(): number[] {
     const m = this.measure();
-    return encodeTankRegisters({
+    const regs = encodeTankRegisters({
       levelMm: m.levelMm,
       capacityM3: this.capacityM3,
       heightMm: this.heightMm,
@@ -291,11 +310,13 @@ export class WaterTankModel {
       lowAlarmMm: this.#lowAlarmMm,
       loopCurrentMa: m.loopCurrentMa,
       uptimeS: this.elapsedS,
+      ...m.weather,
     });
+    return regs.slice(0, this.registerCount);
   }
 
   readRegisters(address: number, quantity: number): number[] {
-    if (address + quantity > TANK_REGISTER_COUNT) {
+    if (address + quantity > this.registerCount) {
       throw new ModbusException(ExceptionCode.ILLEGAL_DATA_ADDRESS, `registers ${address}..${address + quantity - 1}`);
     }
     return this.registers().slice(address, address + quantity);

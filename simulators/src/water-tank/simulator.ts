@@ -3,10 +3,14 @@
  * transmitter behind its own RS485-to-TCP gateway (or 4G DTU). Simulated time runs `timeScale`
  * times faster than real time; the model is brought up to date whenever it is read, and once a
  * second in the background so a long unread stretch is not caught up in one go.
+ *
+ * A fleet shares one site weather; which tanks carry a weather sensor, and which run firmware
+ * too old for the weather registers, follows from the tank id alone (`transmitterFit`).
  */
 import type { LedgerDevice, WaterTankSettings } from '../../../config/ledger.js';
 import { ModbusTcpServer, type RegisterBank } from '../modbus/server.js';
 import { WaterTankModel, type TankPhysics, type TankSensorFault } from './model.js';
+import { SiteWeather, WeatherStation, type Climate } from './weather.js';
 
 /**
  * Sensor faults (see model.ts) plus transport ones: `disconnected` closes every connection and
@@ -31,6 +35,10 @@ export interface TankSimulatorOptions {
   startTimeMs?: number;
   initialLevelPercent?: number;
   physics?: Partial<TankPhysics>;
+  /** "major.minor"; default 1.3 with a weather sensor, else 1.2 (no weather registers) */
+  firmware?: string;
+  /** a weather sensor on the cabinet, at the tank's place; `site` defaults to a SiteWeather of `seed` */
+  weather?: { lat: number; lon: number; site?: SiteWeather };
 }
 
 export interface TankSimulator {
@@ -59,6 +67,10 @@ export async function startTankSimulator(opts: TankSimulatorOptions): Promise<Ta
     startTimeMs: opts.startTimeMs ?? now(),
     ...(opts.initialLevelPercent !== undefined ? { initialLevelPercent: opts.initialLevelPercent } : {}),
     ...(opts.physics ? { physics: opts.physics } : {}),
+    ...(opts.firmware !== undefined ? { firmware: opts.firmware } : {}),
+    ...(opts.weather
+      ? { weather: new WeatherStation({ site: opts.weather.site ?? new SiteWeather({ seed: opts.seed }), lat: opts.weather.lat, lon: opts.weather.lon, seed: opts.seed }) }
+      : {}),
   });
   const realStart = now();
   const simStart = model.simTimeMs;
@@ -121,12 +133,18 @@ export interface TankFleetOptions {
   now?: () => number;
   startTimeMs?: number;
   physics?: Partial<TankPhysics>;
+  /** which tanks have a weather sensor: 'some' (default, one in four by id), 'all' or 'none' */
+  weatherSensors?: 'some' | 'all' | 'none';
+  /** the site's climate, default Yongchuan (weather.ts) */
+  climate?: Partial<Climate>;
 }
 
 export interface TankFleet {
   /** deviceId → where its transmitter answers */
   readonly endpoints: Map<string, TankEndpoint>;
   readonly simulators: Map<string, TankSimulator>;
+  /** the weather all the fleet's weather sensors read */
+  readonly weather: SiteWeather;
   close(): Promise<void>;
 }
 
@@ -137,10 +155,27 @@ function seedFor(fleetSeed: number, id: string): number {
   return h >>> 0;
 }
 
+/**
+ * What a tank's cabinet holds, from its id alone (not the ledger, not the seed), so the same tanks
+ * have sensors in every run: one in four has a weather sensor (firmware 1.3); of the rest, half
+ * run firmware 1.3 without a sensor (weather registers read NO_DATA) and half the older 1.2
+ * (no weather registers at all). With the shipped ledger: 11, 26 and 21 of 58 tanks.
+ */
+export function transmitterFit(id: string, sensors: 'some' | 'all' | 'none' = 'some'): { firmware: '1.2' | '1.3'; weatherSensor: boolean } {
+  let h = seedFor(0, id);
+  // murmur3's finaliser: FNV-1a's low bits alone follow the last character too closely
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  h = (h ^ (h >>> 16)) >>> 0;
+  const weatherSensor = sensors === 'all' || (sensors === 'some' && h % 4 === 0);
+  return { firmware: weatherSensor || (h >>> 2) % 2 === 0 ? '1.3' : '1.2', weatherSensor };
+}
+
 /** Starts one simulator per water tank in `devices` (other kinds are skipped). */
 export async function startTankFleet(devices: readonly LedgerDevice[], opts: TankFleetOptions): Promise<TankFleet> {
   const simulators = new Map<string, TankSimulator>();
   const endpoints = new Map<string, TankEndpoint>();
+  const weather = new SiteWeather({ seed: opts.seed, ...(opts.climate ? { climate: opts.climate } : {}) });
   const close = async () => {
     await Promise.all([...simulators.values()].map((s) => s.close()));
   };
@@ -148,6 +183,7 @@ export async function startTankFleet(devices: readonly LedgerDevice[], opts: Tan
     let i = 0;
     for (const device of devices) {
       if (device.kind !== 'water_tank') continue;
+      const fit = transmitterFit(device.id, opts.weatherSensors);
       const sim = await startTankSimulator({
         settings: device.settings,
         seed: seedFor(opts.seed, device.id),
@@ -157,6 +193,8 @@ export async function startTankFleet(devices: readonly LedgerDevice[], opts: Tan
         ...(opts.now ? { now: opts.now } : {}),
         ...(opts.startTimeMs !== undefined ? { startTimeMs: opts.startTimeMs } : {}),
         ...(opts.physics ? { physics: opts.physics } : {}),
+        firmware: fit.firmware,
+        ...(fit.weatherSensor ? { weather: { lat: device.lat, lon: device.lon, site: weather } } : {}),
       });
       simulators.set(device.id, sim);
       endpoints.set(device.id, { host: sim.host, port: sim.port, unitId: sim.unitId });
@@ -166,5 +204,5 @@ export async function startTankFleet(devices: readonly LedgerDevice[], opts: Tan
     await close();
     throw err;
   }
-  return { endpoints, simulators, close };
+  return { endpoints, simulators, weather, close };
 }
