@@ -176,8 +176,6 @@ const BROADCAST_ID = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
  */
 export const BroadcastConfig = Type.Object(
   {
-    /** IANA time zone of the site: daily windows ("08:00–09:00") are local times there. */
-    timeZone: Type.String({ minLength: 1, default: 'Asia/Shanghai' }),
     /**
      * Default expiry, minutes after the start, per priority: a pole that has not started the
      * broadcast by then never plays it (a routine reminder an hour late is noise). A request may
@@ -198,10 +196,15 @@ export const BroadcastConfig = Type.Object(
     ackTimeoutMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
     /** ...at most this many times; then the pole waits until it is next heard online. */
     maxResends: Type.Integer({ minimum: 0, maximum: 20, default: 3 }),
-    /** After a pole could not carry a broadcast out (unreachable from its agent, busy with a higher priority), a new attempt this much later... */
+    /**
+     * After a pole could not carry a broadcast out (unreachable from its agent, busy with a higher
+     * priority), a new attempt this much later, doubling each time up to `retryMaxDelayMs` — or at
+     * once when the pole is heard online again...
+     */
     retryDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000 }),
-    /** ...at most this many attempts in all (each with a new command id); all within the expiry. */
-    maxAttempts: Type.Integer({ minimum: 1, maximum: 50, default: 5 }),
+    retryMaxDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 300_000 }),
+    /** ...at most this many attempts in all (each with a new command id), all within the expiry (10: about 28 min of retries). */
+    maxAttempts: Type.Integer({ minimum: 1, maximum: 50, default: 10 }),
     /** A pole that took a broadcast and reports no end within this many minutes is marked failed. */
     maxPlayMin: Type.Integer({ minimum: 1, maximum: 24 * 60, default: 30 }),
     /** Dashboards get a job's per-pole progress at most this often (end of a job: at once). */
@@ -233,6 +236,88 @@ export const BroadcastConfig = Type.Object(
         strict,
       ),
       { default: [] },
+    ),
+  },
+  { ...strict, default: {} },
+);
+
+/**
+ * Live video, alarm snapshots and PTZ (docs/video.md). The relay opens a camera's RTSP stream
+ * only while someone watches it: one ffmpeg per camera and format, shared by all its viewers.
+ */
+export const VideoConfig = Type.Object(
+  {
+    /** false: no live video and no snapshots (PTZ still works, it goes through the agents). */
+    enabled: Type.Boolean({ default: true }),
+    /** An ffmpeg build with the rtsp demuxer, mp4 muxer and (for mpeg1) the mpeg1video encoder. */
+    ffmpegPath: Type.String({ minLength: 1, default: 'ffmpeg' }),
+    /**
+     * Camera streams open at once for MSE (remuxed, ~1–3 % of a core each); a viewer of a camera
+     * beyond it is refused with VIDEO_STREAM_LIMIT. A stream kept only by its linger counts until
+     * it closes, but gives way to a camera someone wants to watch.
+     */
+    maxStreams: Type.Integer({ minimum: 0, maximum: 1000, default: 32 }),
+    /** MPEG-1 transcodes (the jsmpeg fallback) at once: each costs a large part of a core. */
+    maxTranscodes: Type.Integer({ minimum: 0, maximum: 100, default: 2 }),
+    /** A stream is closed this long after its last viewer leaves (a viewer back within it starts at once). */
+    lingerMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
+    /** Longest media fragment (fmp4); a fragment also starts at every key frame. Lower: less delay. */
+    fragmentMs: Type.Integer({ minimum: 20, maximum: 5000, default: 100 }),
+    /**
+     * How much of the camera's stream ffmpeg reads to learn its parameters before sending. Short
+     * is a fast first frame (cameras announce SPS/PPS in their SDP); a stream that fails for want
+     * of parameters is retried with 2 s.
+     */
+    probeMs: Type.Integer({ minimum: 20, maximum: 10_000, default: 100 }),
+    /** A stream that sends nothing for this long is taken as dropped and re-opened. */
+    stallTimeoutMs: Type.Integer({ minimum: 1000, maximum: 120_000, default: 8000 }),
+    /** Re-open back-off after the camera's stream drops: first delay, doubling up to the max. */
+    retryInitialMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 }),
+    retryMaxMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
+    /** Failing for this long (or the camera known offline) turns viewers' state from reconnecting to offline. */
+    offlineAfterMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 20_000 }),
+    /** Unsent bytes per viewer before its media is dropped up to the next key frame (a slow link). */
+    viewerBufferBytes: Type.Integer({ minimum: 64 * 1024, maximum: 256 * 1024 * 1024, default: 2 * 1024 * 1024 }),
+    /** The latest group of pictures kept per stream for a viewer that joins (a fast first frame). */
+    gopCacheBytes: Type.Integer({ minimum: 0, maximum: 256 * 1024 * 1024, default: 4 * 1024 * 1024 }),
+    /** The jsmpeg fallback: MPEG-1 at this bitrate, frame rate (MPEG-1 allows 24, 25, 30, 50, 60) and width. */
+    mpeg1: Type.Object(
+      {
+        bitrateKbps: Type.Integer({ minimum: 100, maximum: 20_000, default: 1000 }),
+        fps: Type.Union([Type.Literal(24), Type.Literal(25), Type.Literal(30), Type.Literal(50), Type.Literal(60)], { default: 25 }),
+        /** Scale to this width (height keeps the aspect); null keeps the camera's size. */
+        width: Type.Union([Type.Integer({ minimum: 160, maximum: 4096, multipleOf: 2 }), Type.Null()], { default: 640 }),
+      },
+      { ...strict, default: {} },
+    ),
+    /** Camera credentials for a camera whose onvif_url / rtsp_url in the ledger carries none. */
+    cameraUsername: Type.Optional(Type.String()),
+    cameraPassword: Type.Optional(Type.String()),
+    /** ONVIF requests the gateway makes itself (presets, snapshot and stream URIs). */
+    onvifTimeoutMs: Type.Integer({ minimum: 500, maximum: 60_000, default: 5000 }),
+    snapshots: Type.Object(
+      {
+        /** Take a snapshot when a camera raises or repeats a fire/smoke alarm on an incident. */
+        enabled: Type.Boolean({ default: true }),
+        /** At most one snapshot per camera per incident this often. */
+        minIntervalSec: Type.Integer({ minimum: 1, maximum: 86_400, default: 30 }),
+        /** Kept under <dataDir>/snapshots: the oldest go first past either limit. */
+        maxBytes: Type.Integer({ minimum: 1024 * 1024, default: 2 * 1024 * 1024 * 1024 }),
+        maxAgeDays: Type.Number({ minimum: 0.001, maximum: 3650, default: 90 }),
+        timeoutMs: Type.Integer({ minimum: 500, maximum: 60_000, default: 8000 }),
+        /** Snapshot requests to cameras at once (an alarm burst queues). */
+        concurrency: Type.Integer({ minimum: 1, maximum: 64, default: 4 }),
+      },
+      { ...strict, default: {} },
+    ),
+    ptz: Type.Object(
+      {
+        /** A PTZ request is answered 504 if the agent has not acked the command by then. */
+        ackTimeoutMs: Type.Integer({ minimum: 200, maximum: 60_000, default: 5000 }),
+        /** ...or, with `wait: "done"`, has not reported the move finished by then. */
+        doneTimeoutMs: Type.Integer({ minimum: 500, maximum: 300_000, default: 35_000 }),
+      },
+      { ...strict, default: {} },
     ),
   },
   { ...strict, default: {} },
@@ -364,7 +449,8 @@ export const GatewayConfig = Type.Object(
     ),
     alerts: AlertsConfig,
     broadcast: BroadcastConfig,
-    /** Where the gateway keeps its files (spool, operational store). */
+    video: VideoConfig,
+    /** Where the gateway keeps its files (spool, operational store, alarm snapshots). */
     dataDir: Type.String({ default: '../.data/gateway' }),
   },
   { ...strict, default: {} },
@@ -460,5 +546,6 @@ export type GatewayConfig = Static<typeof GatewayConfig>;
 export type InfluxConfig = Static<typeof InfluxConfig>;
 export type AlertsConfig = Static<typeof AlertsConfig>;
 export type BroadcastConfig = Static<typeof BroadcastConfig>;
+export type VideoConfig = Static<typeof VideoConfig>;
 export type AgentConfig = Static<typeof AgentConfig>;
 export type SimulatorConfig = Static<typeof SimulatorConfig>;

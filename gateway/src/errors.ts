@@ -26,6 +26,16 @@ export const ERRORS = {
   INCIDENT_NOT_FOUND: { status: 404, message: 'no such incident (or it is outside your grids)' },
   INCIDENT_STATE: { status: 409, message: 'the incident is not in a state that allows this' },
   REASON_REQUIRED: { status: 400, message: 'this decision needs a reason' },
+  VIDEO_NO_STREAM: { status: 409, message: 'the camera has no stream address in the ledger (rtsp_url or onvif_url)' },
+  VIDEO_STREAM_LIMIT: { status: 503, message: 'the gateway has as many camera streams open as it may; close a player or try again shortly' },
+  VIDEO_CODEC_UNSUPPORTED: { status: 415, message: 'the camera’s codec cannot be played in the browser as is; use format=mpeg1' },
+  VIDEO_UNAVAILABLE: { status: 503, message: 'live video and snapshots are switched off in the config (gateway.video.enabled)' },
+  CAMERA_NO_ONVIF: { status: 409, message: 'the camera has no onvif_url in the ledger' },
+  CAMERA_UNREACHABLE: { status: 502, message: 'the camera did not answer' },
+  PTZ_REJECTED: { status: 409, message: 'the camera’s agent refused the PTZ command (the message says why)' },
+  PTZ_FAILED: { status: 502, message: 'the camera could not carry out the PTZ command' },
+  PTZ_TIMEOUT: { status: 504, message: 'the camera’s agent did not answer the PTZ command in time (agent or camera offline?)' },
+  SNAPSHOT_NOT_FOUND: { status: 404, message: 'no such snapshot (or it is outside your grids)' },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

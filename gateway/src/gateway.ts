@@ -16,6 +16,7 @@ import { Alerts } from './alerts/alerts.js';
 import { SiteMap } from './alerts/site-map.js';
 import { AuthService } from './auth/auth.js';
 import { BroadcastService } from './broadcast/service.js';
+import { fireDangerTemplateValues } from './broadcast/templates.js';
 import { EmbeddedBroker } from './broker/broker.js';
 import { SqliteStore } from './store/sqlite.js';
 import { Bus } from './bus.js';
@@ -26,6 +27,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { PushHub } from './push/hub.js';
 import { DeviceRegistry } from './registry/registry.js';
 import { StorageService } from './storage/storage.js';
+import { VideoService } from './video/service.js';
 import type { SeriesTarget } from './storage/types.js';
 
 export interface GatewayOptions {
@@ -47,6 +49,8 @@ export interface Gateway {
   readonly alerts: Alerts;
   readonly siteMap: SiteMap;
   readonly broadcasts: BroadcastService;
+  /** Live video relay, alarm snapshots and PTZ (docs/video.md). */
+  readonly video: VideoService;
   start(): Promise<void>;
   stop(): Promise<void>;
   /**
@@ -86,7 +90,22 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
     if (!checked.ok) throw new Error(`invalid command: ${checked.detail}`);
     await broker.publish(topics.cmd(deviceId), payload, { qos: 1 });
   };
-  const broadcasts = new BroadcastService({ config: gw.broadcast, log: log.child({ module: 'broadcast' }), bus, metrics, registry, store, site: siteMap, ledger, hub, sendCommand });
+  const broadcasts = new BroadcastService({
+    config: gw.broadcast,
+    timeZone: config.site.timeZone,
+    log: log.child({ module: 'broadcast' }),
+    bus,
+    metrics,
+    registry,
+    store,
+    site: siteMap,
+    ledger,
+    hub,
+    sendCommand,
+    // Templates speak the fire danger level in force (e.g. fire-danger-warning).
+    templateValues: () => fireDangerTemplateValues(alerts.fireDanger.level()),
+  });
+  const video = new VideoService({ config: gw.video, dataDir: gw.dataDir, log: log.child({ module: 'video' }), bus, metrics, registry, incidents: alerts.incidents, sendCommand });
   let http: Awaited<ReturnType<typeof buildHttp>> | undefined;
   let httpPort = 0;
   const startedAt = Date.now();
@@ -103,6 +122,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
     alerts,
     siteMap,
     broadcasts,
+    video,
     get mqttPort() {
       return broker.port;
     },
@@ -136,6 +156,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       }
       // After the broker: resumed broadcast jobs may send at once.
       broadcasts.start();
+      video.start();
       http = await buildHttp({
         config,
         log: log.child({ module: 'http' }),
@@ -148,7 +169,9 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
         auth,
         store,
         incidents: alerts.incidents,
+        fireDanger: alerts.fireDanger,
         broadcasts,
+        video,
         ...(opts.dashboardDir ? { dashboardDir: opts.dashboardDir } : {}),
       });
       await http.listen({ port: gw.http.port, host: gw.http.host });
@@ -161,6 +184,8 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       await broker.stop();
       broadcasts.stop();
       alerts.stop();
+      // Before the HTTP server: viewers are told the gateway is going away and every ffmpeg is stopped.
+      await video.stop();
       hub.stop();
       if (http) await http.close();
       registry.stop();

@@ -152,6 +152,19 @@ export function createMetrics() {
       labelNames: ['status'] as const,
       registers: [registry],
     }),
+    videoStreams: new Gauge({
+      name: 'gs_video_streams',
+      help: 'Camera streams the video relay holds open (one ffmpeg each), by format (fmp4 remux, mpeg1 transcode) and state',
+      labelNames: ['format', 'state'] as const,
+      registers: [registry],
+    }),
+    videoViewers: new Gauge({ name: 'gs_video_viewers', help: 'Browsers watching live video, by format', labelNames: ['format'] as const, registers: [registry] }),
+    videoBytesOut: new Counter({ name: 'gs_video_bytes_out_total', help: 'Bytes of live video (and its messages) sent to viewers, by format', labelNames: ['format'] as const, registers: [registry] }),
+    videoRestarts: new Counter({ name: 'gs_video_stream_restarts_total', help: 'Camera streams re-opened after they dropped, by format', labelNames: ['format'] as const, registers: [registry] }),
+    videoDropped: new Counter({ name: 'gs_video_segments_dropped_total', help: 'Media segments skipped for slow viewers (each resumes at the next key frame)', registers: [registry] }),
+    videoRefused: new Counter({ name: 'gs_video_refused_total', help: 'Live video requests refused, by reason (stream_limit, not_found, no_stream, codec)', labelNames: ['reason'] as const, registers: [registry] }),
+    videoSnapshots: new Counter({ name: 'gs_video_snapshots_total', help: 'Alarm snapshots, by result (stored, failed, skipped)', labelNames: ['result'] as const, registers: [registry] }),
+    ptzCommands: new Counter({ name: 'gs_ptz_commands_total', help: 'PTZ requests sent to cameras through their agents, by action and result (ack status, or timeout)', labelNames: ['action', 'result'] as const, registers: [registry] }),
   };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -155,7 +155,7 @@ describe('a fire seen by three cameras', () => {
   it('keeps photos from the field with the incident, for those who may see it', async () => {
     const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.alloc(2000, 7), Buffer.from([0xff, 0xd9])]);
     const upload = (body: Buffer, type: string, as: TestRole = 'grid_worker') =>
-      gateway.api(`/api/incidents/${incident.id}/photos?note=${encodeURIComponent('火场东侧')}`, { method: 'POST', as, headers: { 'content-type': type }, body });
+      gateway.api(`/api/incidents/${incident.id}/photos?note=${encodeURIComponent('火场东侧')}`, { method: 'POST', as, headers: { 'content-type': type }, body: new Uint8Array(body) });
     expect((await upload(jpeg, 'image/jpeg', 'viewer')).status).toBe(403);
     const notJpeg = await upload(Buffer.from('<svg/>'), 'image/jpeg');
     expect(notJpeg.status).toBe(400);

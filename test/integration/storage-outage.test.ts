@@ -35,6 +35,10 @@ describe('InfluxDB down at start', () => {
     gateway = await startTestGateway({ influxUrl: `http://127.0.0.1:${port}`, database: 'outage' });
     const health = (await (await fetch(`${gateway.httpUrl}/health`)).json()) as { status: string; storage: { state: string } };
     expect(health).toMatchObject({ status: 'degraded', storage: { state: 'down' } });
+    // Alive, but not ready: a load balancer sends new work elsewhere while InfluxDB is away.
+    const notReady = await fetch(`${gateway.httpUrl}/ready`);
+    expect(notReady.status).toBe(503);
+    expect(await notReady.json()).toMatchObject({ ready: false, checks: { broker: true, store: true, influx: false } });
     const hello = await firstMessage(`${gateway.httpUrl.replace('http', 'ws')}/ws`, await gateway.tokenFor('viewer'));
     expect(hello).toMatchObject({ type: 'hello', storage: { state: 'down', url: `http://127.0.0.1:${port}` } });
 
@@ -55,6 +59,7 @@ describe('InfluxDB down at start', () => {
       timeoutMs: 40_000,
       what: 'the buffer drained into InfluxDB',
     });
+    expect((await fetch(`${gateway.httpUrl}/ready`)).status).toBe(200);
     const r = await influx.query('outage', 'SELECT COUNT("levelMm") FROM "water_tank" GROUP BY "device"');
     const counts = Object.fromEntries((r.results[0]?.series ?? []).map((s) => [(s as unknown as { tags: { device: string } }).tags.device, s.values[0]?.[1]]));
     expect(counts).toEqual({ 'tank-010': 100, 'tank-011': 100 });

@@ -22,10 +22,14 @@ import type { PushHub } from '../push/hub.js';
 import type { EmbeddedBroker } from '../broker/broker.js';
 import type { AuthService } from '../auth/auth.js';
 import type { OperationalStore } from '../store/store.js';
+import type { FireDangerService } from '../alerts/fire-danger.js';
 import type { IncidentService } from '../alerts/incidents.js';
 import { registerIncidentRoutes } from '../alerts/routes.js';
 import type { BroadcastService } from '../broadcast/service.js';
 import { registerBroadcastRoutes } from '../broadcast/routes.js';
+import { redactSettings } from '../video/credentials.js';
+import { registerVideoRoutes } from '../video/routes.js';
+import type { VideoService } from '../video/service.js';
 import { registerAuth } from './auth-routes.js';
 
 export const DASHBOARD_DIR = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
@@ -42,7 +46,9 @@ export interface HttpContext {
   auth: AuthService;
   store: OperationalStore;
   incidents: IncidentService;
+  fireDanger: FireDangerService;
   broadcasts: BroadcastService;
+  video: VideoService;
   dashboardDir?: string;
 }
 
@@ -124,6 +130,19 @@ export async function buildHttp(ctx: HttpContext) {
   const requireRole = registerAuth(app, { auth: ctx.auth, store: ctx.store, secureCookies: false });
   const viewer = { preHandler: requireRole('viewer') };
 
+  // Readiness for a load balancer or orchestrator: 200 only when this instance can take work —
+  // the broker listens, the operational store answers and InfluxDB is reachable (or disabled).
+  // /health stays 200 while the process lives (liveness) and says what is degraded.
+  app.get('/ready', async (_req, reply) => {
+    const checks = {
+      broker: broker.port > 0,
+      store: ctx.store.ping(),
+      influx: writer.status.state !== 'down',
+    };
+    const ready = Object.values(checks).every(Boolean);
+    return reply.status(ready ? 200 : 503).send({ ready, checks, storage: writer.status });
+  });
+
   app.get('/health', async () => {
     const rejected: Record<string, number> = {};
     for (const v of (await metrics.messagesRejected.get()).values) rejected[String(v.labels.reason)] = v.value;
@@ -157,14 +176,22 @@ export async function buildHttp(ctx: HttpContext) {
   app.get<{ Querystring: Static<typeof DevicesQuery> }>('/api/devices', { ...viewer, schema: { querystring: DevicesQuery } }, async (req) => {
     const { kind, status, grid } = req.query;
     const devices = registry.views().filter((d) => (!kind || d.kind === kind) && (!status || d.status === status) && (!grid || d.grid === grid));
-    return { devices };
+    // The ledger's per-tank level thresholds (static, so not in the live DeviceView): the map's
+    // tank colours, the low-tank list and the overview use each tank's own.
+    const tankThresholds: Record<string, { lowPercent: number; criticalPercent: number }> = {};
+    for (const d of devices) {
+      const ledger = d.kind === 'water_tank' ? registry.get(d.id) : undefined;
+      if (ledger?.kind === 'water_tank') tankThresholds[d.id] = { lowPercent: ledger.settings.lowPercent, criticalPercent: ledger.settings.criticalPercent };
+    }
+    return { devices, tankThresholds };
   });
 
   app.get<{ Params: Static<typeof DeviceParams> }>('/api/devices/:id', { ...viewer, schema: { params: DeviceParams } }, async (req) => {
     const view = registry.view(req.params.id);
     const device = registry.get(req.params.id);
     if (!view || !device) throw new ApiError('DEVICE_NOT_FOUND', `no device "${req.params.id}" in the ledger`);
-    return { ...view, settings: device.settings };
+    // Camera URLs may carry credentials: they never leave the gateway.
+    return { ...view, settings: redactSettings(device.settings) };
   });
 
   app.get<{ Params: Static<typeof DeviceParams>; Querystring: Static<typeof SeriesQuerystring> }>(
@@ -192,8 +219,9 @@ export async function buildHttp(ctx: HttpContext) {
     },
   );
 
-  registerIncidentRoutes(app, { incidents: ctx.incidents, requireRole });
+  registerIncidentRoutes(app, { incidents: ctx.incidents, fireDanger: ctx.fireDanger, store: ctx.store, requireRole });
   registerBroadcastRoutes(app, { broadcasts: ctx.broadcasts, requireRole });
+  registerVideoRoutes(app, { video: ctx.video, incidents: ctx.incidents, store: ctx.store, requireRole });
 
   app.get('/ws', { websocket: true, ...viewer }, (socket, req) => hub.attach(socket, req.user!));
   // MQTT over WebSocket for agents and browsers that cannot open a TCP port (docs/security.md).

@@ -56,6 +56,14 @@ export class SqliteStore implements OperationalStore {
     this.broadcasts = new SqliteBroadcastStore(this.#db);
   }
 
+  ping(): boolean {
+    try {
+      return this.#db.open && (this.#db.prepare('SELECT 1 AS ok').get() as { ok: number }).ok === 1;
+    } catch {
+      return false;
+    }
+  }
+
   transaction<T>(fn: () => T): T {
     return this.#db.transaction(fn)();
   }

@@ -83,6 +83,8 @@ export interface OperationalStore {
   // capabilities
   readonly incidents: IncidentStore;
   readonly broadcasts: BroadcastStore;
+  /** True when the store answers a trivial query (readiness). */
+  ping(): boolean;
   /** Runs fn atomically (all of it or none) across every part of the store. */
   transaction<T>(fn: () => T): T;
   close(): void;
