@@ -257,10 +257,16 @@ export const VideoConfig = Type.Object(
      * it closes, but gives way to a camera someone wants to watch.
      */
     maxStreams: Type.Integer({ minimum: 0, maximum: 1000, default: 32 }),
-    /** MPEG-1 transcodes (the jsmpeg fallback) at once: each costs a large part of a core. */
-    maxTranscodes: Type.Integer({ minimum: 0, maximum: 100, default: 2 }),
+    /** MPEG-1 transcodes (the jsmpeg fallback) at once: each decodes and re-encodes (~4 % of a core at 640x360, far more at 1080p). */
+    maxTranscodes: Type.Integer({ minimum: 0, maximum: 100, default: 4 }),
     /** A stream is closed this long after its last viewer leaves (a viewer back within it starts at once). */
     lingerMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
+    /**
+     * When a camera raises a fire/smoke alarm its stream is opened at once and kept this long
+     * without viewers, so the duty officer's first look starts from a cached key frame (0: off).
+     * Uses only the lower half of maxStreams and never closes a watched stream.
+     */
+    prewarmOnAlarmSec: Type.Integer({ minimum: 0, maximum: 3600, default: 120 }),
     /** Longest media fragment (fmp4); a fragment also starts at every key frame. Lower: less delay. */
     fragmentMs: Type.Integer({ minimum: 20, maximum: 5000, default: 100 }),
     /**
