@@ -60,7 +60,8 @@ async function main(): Promise<void> {
     host: config.simulators?.host ?? '127.0.0.1',
     onProgress: (part, detail) => say(`  ✓ ${part.padEnd(12)} ${detail}`),
   });
-  const gateway = buildGateway(config, { log, ledger });
+  // The ledger with each simulated camera's ONVIF/RTSP address filled in, so live video and snapshots work.
+  const gateway = buildGateway(config, { log, ledger: fleet.siteLedger() });
   await gateway.start();
   const agentConfig = { ...config.agent, brokerUrl: gateway.mqttUrl };
   // The agent reads the same ledger with each device's simulated address filled in.
