@@ -6,7 +6,9 @@
 import type { FeatureCollection } from 'geojson';
 import type { AuditEntry, User } from '../../gateway/src/store/store.js';
 import type { DeviceUpdate, DeviceView, ServerMessage, StorageStatus, TelemetryValue } from '../../protocol/ws.js';
-import { KINDS, STATUSES } from './devices.js';
+import { KINDS, STATUSES, type TankThresholds } from './devices.js';
+import { parseBroadcastMessage } from './broadcast-feed.js';
+import { parseIncidentMessage } from './incident-feed.js';
 import { isRole, type Role } from './roles.js';
 
 export type { AuditEntry, User };
@@ -189,15 +191,16 @@ export function onUnauthenticated(listener: (epoch: number) => void): () => void
   return () => unauthenticatedListeners.delete(listener);
 }
 
-interface RequestOptions {
-  method?: 'GET' | 'POST' | 'PATCH';
+export interface RequestOptions {
+  method?: 'GET' | 'POST' | 'PATCH' | 'PUT';
   body?: unknown;
   signal?: AbortSignal | undefined;
   /** False for sign-in itself, whose 401 means a wrong password, not an expired session. */
   reportUnauthenticated?: boolean;
 }
 
-async function requestJson(path: string, opts: RequestOptions = {}): Promise<unknown> {
+/** A JSON API call with the session cookie; failures become ApiError, a 401 ends the session. */
+export async function requestJson(path: string, opts: RequestOptions = {}): Promise<unknown> {
   const sentIn = epoch;
   const init: RequestInit = {
     method: opts.method ?? 'GET',
@@ -250,23 +253,43 @@ export async function fetchSite(signal?: AbortSignal): Promise<SiteInfo> {
   return body;
 }
 
-export async function fetchDevices(signal?: AbortSignal): Promise<DeviceView[]> {
-  const body = await getJson('/api/devices', signal);
-  if (!isObject(body) || !Array.isArray(body.devices)) throw badShape('/api/devices');
-  return validDevices(body.devices, '/api/devices');
+export interface DeviceList {
+  devices: DeviceView[];
+  /** Ledger low/critical thresholds per tank id (absent from an older gateway: empty). */
+  tankThresholds: Map<string, TankThresholds>;
 }
 
-/** Stored history of one numeric field. A 503 (ApiError.status) means InfluxDB is down. */
+function isThresholds(v: unknown): v is TankThresholds {
+  return isObject(v) && isNumber(v.lowPercent) && isNumber(v.criticalPercent);
+}
+
+/** The ledger's devices with their live state; `kind` narrows it (the tanks alone are a few percent). */
+export async function fetchDevices(opts: { kind?: DeviceView['kind']; signal?: AbortSignal } = {}): Promise<DeviceList> {
+  const path = opts.kind ? `/api/devices?${new URLSearchParams({ kind: opts.kind }).toString()}` : '/api/devices';
+  const body = await getJson(path, opts.signal);
+  if (!isObject(body) || !Array.isArray(body.devices)) throw badShape(path);
+  const tankThresholds = new Map<string, TankThresholds>();
+  if (isObject(body.tankThresholds)) {
+    for (const [id, t] of Object.entries(body.tankThresholds)) if (isThresholds(t)) tankThresholds.set(id, t);
+  }
+  return { devices: validDevices(body.devices, path), tankThresholds };
+}
+
+/**
+ * Stored history of one numeric field, at most `maxPoints` (the gateway averages into windows).
+ * A 503 (ApiError.status) means InfluxDB is down or not configured.
+ */
 export async function fetchSeries(
   deviceId: string,
   field: string,
   fromMs: number,
   toMs: number,
-  signal?: AbortSignal,
+  opts: { signal?: AbortSignal; maxPoints?: number } = {},
 ): Promise<DeviceSeries> {
   const query = new URLSearchParams({ field, from: String(Math.floor(fromMs)), to: String(Math.ceil(toMs)) });
+  if (opts.maxPoints !== undefined) query.set('maxPoints', String(Math.max(10, Math.min(10_000, Math.round(opts.maxPoints)))));
   const path = `/api/devices/${encodeURIComponent(deviceId)}/series?${query.toString()}`;
-  const body = await getJson(path, signal);
+  const body = await getJson(path, opts.signal);
   if (!isSeries(body)) throw badShape(path);
   return body;
 }
@@ -369,7 +392,7 @@ export function parseServerMessage(text: string): ServerMessage | null {
     case 'storage':
       return isStorageStatus(msg.storage) ? { type: 'storage', storage: msg.storage } : null;
     default:
-      return null;
+      return parseIncidentMessage(msg) ?? parseBroadcastMessage(msg);
   }
 }
 
@@ -439,7 +462,10 @@ export class LiveSocket {
     let greeted = false;
     ws.onmessage = (event: MessageEvent) => {
       if (this.#ws !== ws || typeof event.data !== 'string') return;
+      const parseStarted = performance.now();
       const msg = parseServerMessage(event.data);
+      // A snapshot of a district is 10+ MB of JSON: its parse time is worth seeing (bench/map.ts).
+      if (msg?.type === 'devices.snapshot') performance.measure('gs:snapshot-parse', { start: parseStarted });
       if (!msg) {
         this.#warnUnknown(event.data);
         return;

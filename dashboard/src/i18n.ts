@@ -1,10 +1,20 @@
 /**
- * Translations. Every user-visible string lives in i18n/<lang>.json; zh-CN is the reference
+ * Translations. Every user-visible string lives in i18n/[<part>.]<lang>.json; zh-CN is the reference
  * catalogue and the default. Catalogues are bundled (they are small) so the first paint is
  * already in the right language.
  */
-import zhCN from './i18n/zh-CN.json' with { type: 'json' };
-import en from './i18n/en.json' with { type: 'json' };
+import zhCore from './i18n/zh-CN.json' with { type: 'json' };
+import enCore from './i18n/en.json' with { type: 'json' };
+import zhIncidents from './i18n/incidents.zh-CN.json' with { type: 'json' };
+import enIncidents from './i18n/incidents.en.json' with { type: 'json' };
+import zhBroadcast from './i18n/broadcast.zh-CN.json' with { type: 'json' };
+import enBroadcast from './i18n/broadcast.en.json' with { type: 'json' };
+import zhVideo from './i18n/video.zh-CN.json' with { type: 'json' };
+import enVideo from './i18n/video.en.json' with { type: 'json' };
+
+// One catalogue per language, kept in a file per part of the dashboard.
+const zhCN = { ...zhCore, ...zhIncidents, ...zhBroadcast, ...zhVideo };
+const en = { ...enCore, ...enIncidents, ...enBroadcast, ...enVideo };
 
 export type MessageKey = keyof typeof zhCN;
 export const LANGS = ['zh-CN', 'en'] as const;

@@ -1,9 +1,12 @@
 /**
  * Dashboard bootstrap. Nothing but the sign-in screen shows until the gateway accepts a session
- * (`/api/auth/me` on load, or the sign-in form). Signed in, the map loads the site and keeps
- * device state live from `/ws`; update batches are applied once per animation frame, so a burst of
- * messages costs one redraw. Any 401 later, from the API or as a refused WebSocket upgrade, means
- * the session ended: the page goes back to the sign-in screen and says so.
+ * (`/api/auth/me` on load, or the sign-in form). Signed in, the site, the device list and the
+ * live feed (`/ws`) are requested at once; update batches are applied once per animation frame,
+ * so a burst of messages costs one redraw. Any 401 later, from the API or as a refused WebSocket
+ * upgrade, means the session ended: the page goes back to the sign-in screen and says so.
+ *
+ * Views (`#/map`, `#/overview`, `#/users`, `#/audit`) are listed in `VIEW_MIN_ROLE` below; the
+ * comment there says how to add one.
  */
 import type { DeviceUpdate, DeviceView, ServerMessage } from '../../protocol/ws.js';
 import {
@@ -17,6 +20,7 @@ import {
   fetchSite,
   logout,
   onUnauthenticated,
+  type ConnState,
   type SiteInfo,
   type User,
 } from './api.js';
@@ -25,18 +29,42 @@ import { DeviceStore, mergeUpdates } from './devices.js';
 import { byId, h } from './dom.js';
 import { describeError } from './errors.js';
 import { I18n, LANGS, rememberedLang } from './i18n.js';
-import { DeviceMap, gridNames } from './map.js';
+import { DeviceMap, gridNames, siteGrids, type DeviceFilter, type LayerStats } from './map.js';
+import { MapTools } from './map-tools.js';
+import { OverviewFeed, OverviewView, type BroadcastsInProgress, type FireDangerToday, type OpenIncidentCounts, type OverviewSources } from './overview.js';
 import { Panel } from './panel.js';
 import { RoleGate, can, type Role } from './roles.js';
 import { SignInView, type SignInNotice } from './signin.js';
 import { UsersView } from './users.js';
+import { BroadcastConsole } from './broadcast-console.js';
+import { wgs84ToGcj02 } from './geo/gcj02.js';
+import { FireDangerBadge, InboxView } from './inbox.js';
+import { IncidentFeed } from './incident-feed.js';
+import { IncidentLayer } from './incident-layer.js';
+import { PhoneView } from './phone.js';
+import { VideoWall } from './video-wall.js';
 
-/** Hooks for browser tests (test/e2e): open a card without clicking canvas pixels, and so on. */
+/** Hooks for browser tests (test/e2e) and bench/map.ts: no clicking canvas pixels blind. */
 export interface GreenShieldTestHooks {
   selectDevice(id: string): void;
   deviceCount(): number;
   /** Drops the live WebSocket as a network fault would (it reconnects, if the session allows). */
   dropLiveSocket(): void;
+  /** The device layer's figures (null before the map exists). */
+  mapStats(): LayerStats | null;
+  /** Container pixel of a device on the map, to hover or click it. */
+  devicePoint(id: string): { x: number; y: number } | null;
+  /** What a click at a container pixel would select. */
+  deviceAt(x: number, y: number): string | null;
+  mapView(): { lat: number; lng: number; zoom: number } | null;
+  /** Shows the whole site, as on load. */
+  fitSite(): void;
+  /** What the live feed delivered: snapshots (each redraws everything), update messages, updates. */
+  feedStats(): { snapshots: number; updateMessages: number; updates: number; flushes: number };
+  /** How often the incident alarm sounded (headless Chromium has no speakers to listen to). */
+  incidentSounds?(): number;
+  /** Plugs fixed values into the overview's sources, as the incident and broadcast views will. */
+  plugOverview?(values: { incidents?: OpenIncidentCounts; fireDanger?: FireDangerToday; broadcasts?: BroadcastsInProgress }): void;
 }
 
 declare global {
@@ -47,21 +75,33 @@ declare global {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Without a `/ws` snapshot by then, the devices are fetched over REST. */
+const REST_FALLBACK_MS = 8000;
+
 // ---- the map and its live feed ------------------------------------------------------------------
+
+/** What the dashboard tells views that show device data (the overview). */
+export interface DeviceFeedListener {
+  devicesChanged(): void;
+  connChanged(): void;
+}
 
 class Dashboard {
   readonly #i18n: I18n;
   readonly #store = new DeviceStore();
   readonly #panel: Panel;
+  readonly #tools: MapTools;
   readonly #loadStatus = byId('load-status');
   readonly #mapEl = byId('map');
   readonly #onRefused: () => void;
+  readonly #listeners = new Set<DeviceFeedListener>();
   #map: DeviceMap | null = null;
   /** The map was made while hidden (another view was open); fit the site once it has a size. */
   #needsFit = false;
   #site: SiteInfo | null = null;
   #selectedId: string | null = null;
   #socket: LiveSocket | null = null;
+  #conn: ConnState = 'connecting';
   #active = false;
   /** Bumped on every activate/deactivate, so work of an earlier session drops its results. */
   #generation = 0;
@@ -69,8 +109,13 @@ class Dashboard {
   readonly #pending = new Map<string, DeviceUpdate>();
   #frame = 0;
   #snapshotSeen = false;
+  #filter: DeviceFilter | null = null;
+  readonly #feedStats = { snapshots: 0, updateMessages: 0, updates: 0, flushes: 0 };
+  /** Views fed by the live feed's other messages (incidents, broadcasts); each says if it took one. */
+  readonly #messageHandlers: Array<(msg: ServerMessage) => boolean> = [];
+  readonly #mapReady = new Set<(map: DeviceMap, site: SiteInfo) => void>();
 
-  constructor(i18n: I18n, opts: { onRefused: () => void }) {
+  constructor(i18n: I18n, opts: { onRefused: () => void; role: () => Role | null }) {
     this.#i18n = i18n;
     this.#onRefused = opts.onRefused;
     this.#panel = new Panel({
@@ -83,6 +128,21 @@ class Dashboard {
       i18n: this.#i18n,
       store: this.#store,
       onSelect: (id) => this.select(id),
+      role: () => opts.role(),
+    });
+    this.#tools = new MapTools({
+      root: byId('map-tools'),
+      i18n: this.#i18n,
+      store: this.#store,
+      onFilter: (filter) => {
+        this.#filter = filter;
+        this.#map?.setFilter(filter, this.#store.all());
+        this.#showCounts();
+      },
+      onPick: (id) => {
+        this.select(id);
+        this.#map?.flyTo(id);
+      },
     });
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape' && this.#selectedId !== null) this.select(null);
@@ -101,47 +161,158 @@ class Dashboard {
       selectDevice: (id: string) => this.select(id),
       deviceCount: () => this.#store.size,
       dropLiveSocket: () => this.#socket?.drop(),
+      mapStats: () => this.#map?.stats ?? null,
+      devicePoint: (id: string) => this.#map?.devicePoint(id) ?? null,
+      deviceAt: (x: number, y: number) => this.#map?.deviceAt(x, y) ?? null,
+      mapView: () => {
+        const m = this.#map?.leaflet;
+        if (!m) return null;
+        const c = m.getCenter();
+        return { lat: c.lat, lng: c.lng, zoom: m.getZoom() };
+      },
+      feedStats: () => ({ ...this.#feedStats }),
+      fitSite: () => this.#map?.fitSite(),
     };
   }
 
-  /** Signed in: load the site once, then start the live feed. */
+  get store(): DeviceStore {
+    return this.#store;
+  }
+
+  get conn(): ConnState {
+    return this.#conn;
+  }
+
+  get siteName(): string {
+    return this.#site?.name ?? '';
+  }
+
+  /** The map, once the site has loaded (views that draw on it: incidents, broadcast targets). */
+  get map(): DeviceMap | null {
+    return this.#map;
+  }
+
+  /** Incident and broadcast messages of the live feed go to `handler` (it returns true if it took one). */
+  onMessage(handler: (msg: ServerMessage) => boolean): void {
+    this.#messageHandlers.push(handler);
+  }
+
+  /** Runs once the map exists (at once if it does): views that draw on it (incidents, broadcast targets). */
+  onMapReady(listener: (map: DeviceMap, site: SiteInfo) => void): void {
+    this.#mapReady.add(listener);
+    if (this.#map && this.#site) listener(this.#map, this.#site);
+  }
+
+  /** WGS-84 → the map's coordinates (GCJ-02 only when the tiles are GCJ-02), as [lat, lon]. */
+  project(lat: number, lon: number): [number, number] {
+    const site = this.#site;
+    if (site && site.map.tileUrl !== null && site.map.tileCrs === 'gcj02') {
+      const g = wgs84ToGcj02(lat, lon);
+      return [g.lat, g.lon];
+    }
+    return [lat, lon];
+  }
+
+  /** Views that show device data subscribe here; they are told after each applied batch. */
+  subscribe(listener: DeviceFeedListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Signed in: request the site, the tanks' thresholds and the live feed at once; draw as they
+   * arrive. The devices come with the feed's snapshot; the full REST list (the same 10+ MB for a
+   * district) is fetched only when the feed has not delivered one (refused, or not there in time),
+   * so the map is useful without the WebSocket too.
+   */
   async activate(): Promise<void> {
     if (this.#active) return;
     this.#active = true;
     const generation = ++this.#generation;
-    // Both requests go out at once; devices are drawn from REST first so the map is useful even
-    // before (or without) the WebSocket.
-    const devices = fetchDevices().catch((err: unknown) => {
-      if (!(err instanceof ApiError && err.status === 401)) console.warn('GET /api/devices failed; waiting for the /ws snapshot', err);
+    performance.mark('gs:activate');
+    const site = this.#site ? Promise.resolve(this.#site) : this.#loadSite(generation);
+    const tanks = fetchDevices({ kind: 'water_tank' }).catch((err: unknown) => {
+      if (!(err instanceof ApiError && err.status === 401)) console.warn('GET /api/devices?kind=water_tank failed; default tank thresholds apply', err);
       return null;
     });
-    if (!this.#site) {
-      const site = await this.#loadSite(generation);
-      if (!site || generation !== this.#generation) return;
-      this.#site = site;
-      this.#panel.setSite(site.name, gridNames(site));
-      this.#needsFit = this.#mapEl.clientWidth === 0;
-      this.#map = new DeviceMap({
-        container: this.#mapEl,
-        site,
-        i18n: this.#i18n,
-        lookup: (id) => this.#store.get(id),
-        onSelect: (id) => this.select(id),
-      });
-    }
-
     this.#snapshotSeen = false;
+    let restStarted = false;
+    const restFallback = () => {
+      if (restStarted || this.#snapshotSeen || generation !== this.#generation) return;
+      restStarted = true;
+      void this.#loadRestDevices(generation);
+    };
+    const fallbackTimer = setTimeout(restFallback, REST_FALLBACK_MS);
     this.#socket = new LiveSocket({
       url: defaultWsUrl(),
-      onState: (state, attempt) => this.#panel.setConnState(state, attempt),
-      onMessage: (msg) => this.#onMessage(msg),
+      onState: (state, attempt) => {
+        this.#conn = state;
+        this.#panel.setConnState(state, attempt);
+        for (const l of this.#listeners) l.connChanged();
+        // Closed before a snapshot (gateway down, upgrade refused): use the REST list meanwhile.
+        if (state === 'reconnecting') restFallback();
+      },
+      onMessage: (msg) => {
+        if (msg.type === 'devices.snapshot') clearTimeout(fallbackTimer);
+        this.#onMessage(msg);
+      },
       onRefused: this.#onRefused,
     });
     this.#socket.start();
 
-    const initial = await devices;
-    if (generation !== this.#generation) return;
-    if (initial && !this.#snapshotSeen) this.#replaceDevices(initial);
+    const loaded = await site;
+    if (!loaded || generation !== this.#generation) return;
+    if (!this.#site) {
+      performance.mark('gs:site');
+      this.#site = loaded;
+      this.#panel.setSite(loaded.name, gridNames(loaded));
+      this.#tools.setGrids(siteGrids(loaded));
+      this.#needsFit = this.#mapEl.clientWidth === 0;
+      const mapStarted = performance.now();
+      this.#map = new DeviceMap({
+        container: this.#mapEl,
+        site: loaded,
+        i18n: this.#i18n,
+        lookup: (id) => this.#store.get(id),
+        band: (d) => this.#store.band(d),
+        onSelect: (id) => this.select(id),
+        insetLeft: () => byId('map-tools').offsetWidth,
+      });
+      this.#map.setFilter(this.#filter, []);
+      performance.measure('gs:map-create', { start: mapStarted });
+      // Devices that arrived while the site loaded (the snapshot often does).
+      if (this.#store.size > 0) this.#map.setDevices(this.#store.all());
+      this.#map.select(this.#selectedId);
+      this.#showCounts();
+      for (const l of this.#mapReady) {
+        try {
+          l(this.#map, loaded);
+        } catch (err) {
+          console.error('map listener failed', err);
+        }
+      }
+    }
+
+    const tankList = await tanks;
+    if (generation !== this.#generation || !tankList) return;
+    performance.mark('gs:tank-thresholds');
+    this.#store.setTankThresholds(tankList.tankThresholds);
+    // Thresholds change tank bands: restyle the tanks, recount.
+    this.#map?.updateDevices(this.#store.tanks());
+    this.#panel.devicesChanged('all');
+    this.#notify();
+  }
+
+  async #loadRestDevices(generation: number): Promise<void> {
+    try {
+      const list = await fetchDevices();
+      if (generation !== this.#generation || this.#snapshotSeen) return;
+      performance.mark('gs:rest-devices');
+      if (list.tankThresholds.size > 0) this.#store.setTankThresholds(list.tankThresholds);
+      this.#replaceDevices(list.devices);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 401)) console.warn('GET /api/devices failed; waiting for the /ws snapshot', err);
+    }
   }
 
   /** Signed out or expired: stop the feed. `clear` also forgets the devices (another user may sign in). */
@@ -150,6 +321,7 @@ class Dashboard {
     this.#generation++;
     this.#socket?.stop();
     this.#socket = null;
+    this.#conn = 'connecting';
     this.#panel.setConnState('connecting', 0);
     if (this.#frame !== 0) cancelAnimationFrame(this.#frame);
     this.#frame = 0;
@@ -203,12 +375,16 @@ class Dashboard {
         this.#panel.setStorage(msg.storage);
         break;
       case 'devices.snapshot':
+        this.#feedStats.snapshots++;
+        performance.mark('gs:ws-snapshot');
         this.#snapshotSeen = true;
         // Updates queued before the snapshot are older than it.
         this.#pending.clear();
         this.#replaceDevices(msg.devices);
         break;
       case 'devices.update':
+        this.#feedStats.updateMessages++;
+        this.#feedStats.updates += msg.updates.length;
         for (const u of msg.updates) {
           const queued = this.#pending.get(u.id);
           this.#pending.set(u.id, queued ? mergeUpdates(queued, u) : u);
@@ -218,36 +394,89 @@ class Dashboard {
       case 'storage':
         this.#panel.setStorage(msg.storage);
         break;
+      default:
+        // Incident and broadcast messages: their views take them.
+        for (const handle of this.#messageHandlers) if (handle(msg)) break;
+        break;
     }
   }
 
   #replaceDevices(devices: DeviceView[]): void {
+    const started = performance.now();
     this.#store.replaceAll(devices);
     this.#map?.setDevices(this.#store.all());
+    this.#map?.select(this.#selectedId);
+    this.#tools.devicesReplaced();
     this.#panel.devicesChanged('all');
+    this.#showCounts();
+    this.#notify();
+    performance.measure('gs:devices-replace', { start: started });
+    performance.mark('gs:devices-replaced');
   }
 
   #flush(): void {
     this.#frame = 0;
     if (this.#pending.size === 0) return;
+    this.#feedStats.flushes++;
     const batch = [...this.#pending.values()];
     this.#pending.clear();
     const changed = this.#store.applyUpdates(batch);
     if (changed.length === 0) return;
     this.#map?.updateDevices(changed);
     this.#panel.devicesChanged(changed);
+    this.#showCounts();
+    this.#notify();
+  }
+
+  #showCounts(): void {
+    const stats = this.#map?.stats;
+    this.#tools.setShown(stats?.visible ?? this.#store.size, this.#store.size);
+  }
+
+  #notify(): void {
+    for (const l of this.#listeners) {
+      try {
+        l.devicesChanged();
+      } catch (err) {
+        console.error('device listener failed', err);
+      }
+    }
   }
 }
 
 // ---- the app: session, header, views ---------------------------------------------------------------
 
-type View = 'map' | 'users' | 'audit';
-const VIEW_MIN_ROLE: Record<View, Role> = { map: 'viewer', users: 'admin', audit: 'duty_officer' };
+/**
+ * The views and the least role that may open each. To add one (say `incidents`):
+ *   1. index.html: `<main id="incidents-view" class="view" data-view="incidents" data-min-role="…" hidden>`
+ *      and a nav link `<a href="#/incidents" data-view="incidents" data-min-role="…" data-i18n="nav.incidents">`;
+ *   2. here: `incidents: '<role>'` in VIEW_MIN_ROLE;
+ *   3. in App's constructor: `this.#controllers.incidents = new IncidentsView({ root: this.#views.incidents, … })`,
+ *      an object with `show()` (opened) and optionally `hide()` (left) and `reset()` (signed out);
+ *   4. its strings in i18n/zh-CN.json and i18n/en.json (`nav.incidents`, …).
+ * Device data and the map are shared through `Dashboard` (`store`, `subscribe`, `map`); the
+ * overview's incident/fire danger/broadcast tiles through `App.overviewSources` (overview.ts).
+ */
+type View = 'map' | 'overview' | 'video' | 'phone' | 'users' | 'audit';
+const VIEW_MIN_ROLE: Record<View, Role> = { map: 'viewer', overview: 'viewer', video: 'viewer', phone: 'grid_worker', users: 'admin', audit: 'duty_officer' };
+/** `#/broadcast` is the map with the broadcast console open beside it (poles are picked on the map). */
+const BROADCAST_HASH = 'broadcast';
+const VIEW_NAMES = Object.keys(VIEW_MIN_ROLE) as View[];
+
+interface ViewController {
+  show(): void;
+  hide?(): void;
+  /** Signed out: forget what the last user saw. */
+  reset?(): void;
+}
 
 function viewFromHash(hash: string): View {
   const name = hash.replace(/^#\/?/, '');
-  return name === 'users' || name === 'audit' ? name : 'map';
+  return (VIEW_NAMES as string[]).includes(name) ? (name as View) : 'map';
 }
+
+/** `?wall=1`: the wall screen. The overview alone, in wall-sized type, whatever the hash says. */
+const WALL_MODE = new URLSearchParams(window.location.search).get('wall') === '1';
 
 /** How often an open page asks whether its session still holds (expiry, disabled user, new role). */
 const SESSION_CHECK_MS = 60_000;
@@ -255,7 +484,14 @@ const SESSION_CHECK_MS = 60_000;
 class App {
   readonly #i18n = new I18n(rememberedLang());
   readonly #gate = new RoleGate();
-  readonly #views: Record<View, HTMLElement> = { map: byId('map-view'), users: byId('users-view'), audit: byId('audit-view') };
+  readonly #views = Object.fromEntries(
+    VIEW_NAMES.map((v) => {
+      const el = document.querySelector<HTMLElement>(`main[data-view="${v}"]`);
+      if (!el) throw new Error(`index.html is missing main[data-view="${v}"]`);
+      return [v, el];
+    }),
+  ) as Record<View, HTMLElement>;
+  readonly #controllers: Partial<Record<View, ViewController>> = {};
   readonly #nav = byId('main-nav');
   readonly #userName = byId('user-name');
   readonly #userRole = byId('user-role');
@@ -263,9 +499,14 @@ class App {
   readonly #headerMessage = byId('header-message');
   readonly #langSwitch = byId('lang-switch');
   readonly #dashboard: Dashboard;
+  readonly #overview: OverviewView;
   readonly #signIn: SignInView;
-  readonly #users: UsersView;
-  readonly #audit: AuditView;
+  readonly #incidents = new IncidentFeed();
+  readonly #inbox: InboxView;
+  readonly #phone: PhoneView;
+  readonly #broadcast: BroadcastConsole;
+  readonly #broadcastDrawer = byId('broadcast-drawer');
+  #incidentLayer: IncidentLayer | null = null;
   #user: User | null = null;
   #view: View | null = null;
   #signingOut = false;
@@ -275,10 +516,91 @@ class App {
   constructor() {
     this.#gate.register(document);
     this.#gate.apply(null);
-    this.#dashboard = new Dashboard(this.#i18n, { onRefused: () => void this.#verifySession() });
+    if (WALL_MODE) document.body.dataset.wall = '1';
+    this.#dashboard = new Dashboard(this.#i18n, { onRefused: () => void this.#verifySession(), role: () => this.#user?.role ?? null });
     this.#signIn = new SignInView({ root: byId('signin-view'), i18n: this.#i18n, onSignedIn: (user) => this.#enter(user, true) });
-    this.#users = new UsersView({ root: this.#views.users, i18n: this.#i18n, currentUser: () => this.#user });
-    this.#audit = new AuditView({ root: this.#views.audit, i18n: this.#i18n });
+    this.#overview = new OverviewView({
+      root: this.#views.overview,
+      i18n: this.#i18n,
+      store: this.#dashboard.store,
+      siteName: () => this.#dashboard.siteName,
+      conn: () => this.#dashboard.conn,
+    });
+    this.#dashboard.subscribe(this.#overview);
+    if (window.__gs) {
+      window.__gs.plugOverview = (values) => {
+        const feed = <T>(value: T | undefined) => {
+          if (value === undefined) return undefined;
+          const f = new OverviewFeed<T>();
+          f.set(value);
+          return f;
+        };
+        const incidents = feed(values.incidents);
+        const fireDanger = feed(values.fireDanger);
+        const broadcasts = feed(values.broadcasts);
+        this.connectOverview({ ...(incidents ? { incidents } : {}), ...(fireDanger ? { fireDanger } : {}), ...(broadcasts ? { broadcasts } : {}) });
+      };
+    }
+    // Incidents: the inbox on the map, the fire danger in the header, the phone view.
+    const role = () => this.#user?.role ?? null;
+    this.#broadcast = new BroadcastConsole({
+      root: this.#broadcastDrawer,
+      i18n: this.#i18n,
+      role,
+      map: () => this.#dashboard.map?.leaflet ?? null,
+      project: (lat, lon) => this.#dashboard.project(lat, lon),
+      poles: () => [...this.#dashboard.store.all()].filter((d) => d.kind === 'voice_pole'),
+    });
+    this.#inbox = new InboxView({
+      feed: this.#incidents,
+      i18n: this.#i18n,
+      role,
+      onShowOnMap: (incident) => {
+        if (this.#view !== 'map') window.location.hash = '#/';
+        this.#incidentLayer?.focus(incident);
+      },
+      onWarnPoles: (incident) => {
+        this.#broadcast.prefillFromIncident(incident);
+        window.location.hash = `#/${BROADCAST_HASH}`;
+      },
+    });
+    byId('map-view').querySelector('.map-wrap')!.append(this.#inbox.el);
+    const danger = new FireDangerBadge({ feed: this.#incidents, i18n: this.#i18n, role });
+    byId('conn-state').before(danger.el);
+    this.#phone = new PhoneView({ root: this.#views.phone, feed: this.#incidents, i18n: this.#i18n, role });
+    this.#dashboard.onMessage((msg) => this.#incidents.handle(msg) || this.#broadcast.handle(msg));
+    this.#dashboard.onMapReady((map) => {
+      this.#incidentLayer ??= new IncidentLayer({
+        map: map.leaflet,
+        feed: this.#incidents,
+        project: (lat, lon) => this.#dashboard.project(lat, lon),
+        onSelect: (incident) => this.#inbox.open(incident),
+      });
+    });
+    const openCounts = new OverviewFeed<OpenIncidentCounts>();
+    const dangerToday = new OverviewFeed<FireDangerToday>();
+    this.#incidents.onChange((e) => {
+      const counts: OpenIncidentCounts = {};
+      for (const i of this.#incidents.open()) counts[i.status as keyof OpenIncidentCounts] = (counts[i.status as keyof OpenIncidentCounts] ?? 0) + 1;
+      openCounts.set(counts);
+      if (e.kind === 'fireDanger') {
+        const s = e.status;
+        dangerToday.set(s.level !== null && s.source !== 'none' ? { level: s.level as FireDangerToday['level'], source: s.source } : null);
+      }
+    });
+    if (window.__gs) window.__gs.incidentSounds = () => this.#incidents.sound.played;
+    this.#overview.connect({ incidents: openCounts, fireDanger: dangerToday, broadcasts: this.#broadcast.inProgress });
+    this.#controllers.map = { show: () => undefined };
+    this.#controllers.phone = { show: () => this.#phone.setUser(this.#user), reset: () => this.#phone.setUser(null) };
+    this.#controllers.video = new VideoWall({
+      root: this.#views.video,
+      i18n: this.#i18n,
+      role,
+      cameras: () => [...this.#dashboard.store.all()].filter((d) => d.kind === 'camera'),
+    });
+    this.#controllers.overview = this.#overview;
+    this.#controllers.users = new UsersView({ root: this.#views.users, i18n: this.#i18n, currentUser: () => this.#user });
+    this.#controllers.audit = new AuditView({ root: this.#views.audit, i18n: this.#i18n });
 
     this.#signOutButton.addEventListener('click', () => void this.#signOut());
     this.#i18n.onChange(() => this.#renderChrome());
@@ -296,6 +618,11 @@ class App {
       if (this.#user && document.visibilityState === 'visible') void this.#verifySession();
     });
     this.#renderChrome();
+  }
+
+  /** Where the incident and broadcast parts plug their figures into the overview (overview.ts). */
+  connectOverview(sources: OverviewSources): () => void {
+    return this.#overview.connect(sources);
   }
 
   /** On load: signed in already (the cookie) → the app; 401 → the sign-in screen. */
@@ -328,8 +655,10 @@ class App {
     this.#gate.apply(user.role);
     this.#signIn.hide();
     this.#renderChrome();
-    // A fresh sign-in starts on the map; a reload keeps the view in the address.
-    if (fromSignIn && viewFromHash(window.location.hash) !== 'map') history.replaceState(null, '', '#/');
+    // A fresh sign-in starts on the map (the wall screen: the overview); a reload keeps the view in the address.
+    if (fromSignIn && !WALL_MODE && viewFromHash(window.location.hash) !== 'map') history.replaceState(null, '', '#/');
+    // A grid worker on a phone lands on their incidents, not on the district map.
+    if (fromSignIn && user.role === 'grid_worker' && window.matchMedia('(max-width: 720px)').matches) history.replaceState(null, '', '#/phone');
     this.#view = null;
     this.#route();
     void this.#dashboard.activate();
@@ -340,9 +669,17 @@ class App {
     this.#user = null;
     this.#view = null;
     this.#dashboard.deactivate(clearData);
-    this.#users.reset();
-    this.#audit.reset();
+    this.#incidents.clear();
+    this.#inbox.card.close();
+    this.#broadcast.hide();
+    this.#broadcast.reset();
+    this.#broadcastDrawer.hidden = true;
+    for (const c of Object.values(this.#controllers)) {
+      c.hide?.();
+      c.reset?.();
+    }
     for (const el of Object.values(this.#views)) el.hidden = true;
+    delete document.body.dataset.view;
     delete document.body.dataset.role;
     this.#gate.apply(null);
     this.#showHeaderMessage(null);
@@ -407,18 +744,27 @@ class App {
   #route(): void {
     const user = this.#user;
     if (!user) return;
-    const wanted = viewFromHash(window.location.hash);
+    const wanted = WALL_MODE ? 'overview' : viewFromHash(window.location.hash);
     const view = can(user.role, VIEW_MIN_ROLE[wanted]) ? wanted : 'map';
     if (view !== wanted) history.replaceState(null, '', '#/');
     for (const [name, el] of Object.entries(this.#views)) el.hidden = name !== view;
+    document.body.dataset.view = view;
+    // The broadcast console is a drawer over the map: its poles are picked there.
+    const console = view === 'map' && !WALL_MODE && window.location.hash.replace(/^#\/?/, '') === BROADCAST_HASH;
+    const current = console ? BROADCAST_HASH : view;
     for (const a of this.#nav.querySelectorAll<HTMLAnchorElement>('a[data-view]')) {
-      if (a.dataset.view === view) a.setAttribute('aria-current', 'page');
+      if (a.dataset.view === current) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
     }
+    if (console !== !this.#broadcastDrawer.hidden) {
+      this.#broadcastDrawer.hidden = !console;
+      if (console) this.#broadcast.show();
+      else this.#broadcast.hide();
+    }
     if (view === this.#view) return;
+    if (this.#view) this.#controllers[this.#view]?.hide?.();
     this.#view = view;
-    if (view === 'users') this.#users.show();
-    if (view === 'audit') this.#audit.show();
+    this.#controllers[view]?.show();
   }
 
   #showHeaderMessage(text: (() => string) | null): void {
@@ -456,6 +802,7 @@ class App {
   }
 }
 
-new App().boot().catch((err: unknown) => {
+const app = new App();
+app.boot().catch((err: unknown) => {
   console.error('dashboard failed to start', err);
 });

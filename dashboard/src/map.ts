@@ -1,20 +1,22 @@
 /**
- * The site map: administrative boundaries from the site GeoJSON and one canvas-drawn marker per
- * device. Works with no base map at all (most sites have no internet); an XYZ tile layer is added
- * only when the gateway configures one.
+ * The site map: administrative boundaries from the site GeoJSON and every device drawn by one
+ * canvas layer (device-layer.ts), so a district's 50,000 devices pan, zoom and change colour
+ * smoothly. Works with no base map at all (most sites have no internet); an XYZ tile layer is
+ * added only when the gateway configures one.
  */
 import * as L from 'leaflet';
 import type { Feature, FeatureCollection, MultiPolygon, Polygon, Position } from 'geojson';
 import type { DeviceKind } from '../../protocol/payloads.js';
-import type { DeviceView } from '../../protocol/ws.js';
+import type { Availability, DeviceView } from '../../protocol/ws.js';
 import type { SiteInfo } from './api.js';
-import { tankBand, tankLevel, type TankBand } from './devices.js';
+import { tankLevel, type TankBand } from './devices.js';
+import { DeviceLayer, type LayerDevice, type LayerStats, type MarkerLook, type MarkerShape } from './device-layer.js';
 import { wgs84ToGcj02 } from './geo/gcj02.js';
 import type { I18n } from './i18n.js';
 
-// ---- marker look ------------------------------------------------------------------------------
+export type { LayerStats, MarkerShape };
 
-export type MarkerShape = 'circle' | 'square' | 'diamond';
+// ---- marker look ------------------------------------------------------------------------------
 
 /** Shape and size say what a device is; fill says how it is doing; outline says whether it talks. */
 export const KIND_STYLE: Record<DeviceKind, { shape: MarkerShape; radius: number; color: string }> = {
@@ -31,95 +33,49 @@ export const TANK_BAND_COLOR: Record<TankBand, string> = {
 export const STATUS_STROKE = { online: '#e8f1f8', offline: '#ff4d4f', unknown: '#6f7f8c' } as const;
 const OFFLINE_FILL = '#3a4652';
 
-interface MarkerLook {
-  shape: MarkerShape;
-  radius: number;
-  fillColor: string;
-  fillOpacity: number;
-  color: string;
-  weight: number;
+/**
+ * The outline is as wide in every status: a kind's markers then cover the same pixels whatever
+ * their state, so the canvas 2D painter can redraw a changed marker in place (device-layer.ts).
+ */
+const OUTLINE_WEIGHT = 1.25;
+
+/** One object per distinct look (a few dozen), so 50,000 devices do not make 50,000 objects. */
+const LOOKS = new Map<string, MarkerLook>();
+
+/** `band` is the tank's level band by its own thresholds (DeviceStore.band); ignored for other kinds. */
+export function markerLook(d: DeviceView, band: TankBand): MarkerLook {
+  const key = `${d.kind}|${d.status}|${d.kind === 'water_tank' ? band : ''}`;
+  let look = LOOKS.get(key);
+  if (!look) {
+    look = makeLook(d, band);
+    LOOKS.set(key, look);
+  }
+  return look;
 }
 
-export function markerLook(d: DeviceView): MarkerLook {
+function makeLook(d: DeviceView, band: TankBand): MarkerLook {
   const kind = KIND_STYLE[d.kind];
-  const fill = d.kind === 'water_tank' ? TANK_BAND_COLOR[tankBand(tankLevel(d))] : kind.color;
+  const fill = d.kind === 'water_tank' ? TANK_BAND_COLOR[band] : kind.color;
   switch (d.status) {
     case 'online':
-      return { shape: kind.shape, radius: kind.radius, fillColor: fill, fillOpacity: 0.95, color: STATUS_STROKE.online, weight: 1 };
+      return { shape: kind.shape, radius: kind.radius, fillColor: fill, fillOpacity: 0.95, color: STATUS_STROKE.online, weight: OUTLINE_WEIGHT };
     case 'offline':
-      return { shape: kind.shape, radius: kind.radius, fillColor: OFFLINE_FILL, fillOpacity: 0.9, color: STATUS_STROKE.offline, weight: 1.5 };
+      return { shape: kind.shape, radius: kind.radius, fillColor: OFFLINE_FILL, fillOpacity: 0.9, color: STATUS_STROKE.offline, weight: OUTLINE_WEIGHT };
     case 'unknown':
       // Dimmed but still coloured: a tank's last known level matters even before it reports in.
-      return { shape: kind.shape, radius: kind.radius, fillColor: fill, fillOpacity: 0.45, color: STATUS_STROKE.unknown, weight: 1 };
+      return { shape: kind.shape, radius: kind.radius, fillColor: fill, fillOpacity: 0.45, color: STATUS_STROKE.unknown, weight: OUTLINE_WEIGHT };
   }
 }
 
-const lookKey = (l: MarkerLook): string => `${l.shape}|${l.radius}|${l.fillColor}|${l.fillOpacity}|${l.color}|${l.weight}`;
-
-/**
- * Leaflet internals DeviceMarker draws with. Leaflet's canvas renderer only knows circles; drawing
- * our own path in `_updatePath` keeps its batching, hit-testing and zoom animation. Pinned to
- * leaflet 1.9 (package.json); re-check these names on a Leaflet upgrade.
- */
-interface CanvasRendererInternals {
-  _ctx?: CanvasRenderingContext2D;
-  _drawing?: boolean;
-  _updateCircle(layer: L.CircleMarker): void;
-  _fillStroke(ctx: CanvasRenderingContext2D, layer: L.CircleMarker): void;
-}
-interface CircleMarkerInternals {
-  _renderer: CanvasRendererInternals;
-  _point: L.Point;
-  _radius: number;
-  _empty(): boolean;
+/** What the map shows: kinds and statuses ticked, and one grid or all (null). */
+export interface DeviceFilter {
+  kinds: ReadonlySet<DeviceKind>;
+  statuses: ReadonlySet<Availability>;
+  grid: string | null;
 }
 
-export class DeviceMarker extends L.CircleMarker {
-  readonly deviceId: string;
-  readonly kind: DeviceKind;
-  shape: MarkerShape = 'circle';
-  lookKey = '';
-
-  constructor(latlng: L.LatLngExpression, deviceId: string, kind: DeviceKind, options: L.CircleMarkerOptions) {
-    super(latlng, options);
-    this.deviceId = deviceId;
-    this.kind = kind;
-  }
-
-  setLook(look: MarkerLook): void {
-    const key = lookKey(look);
-    if (key === this.lookKey) return;
-    this.lookKey = key;
-    this.shape = look.shape;
-    if (this.getRadius() !== look.radius) this.setRadius(look.radius);
-    this.setStyle({ fillColor: look.fillColor, fillOpacity: look.fillOpacity, color: look.color, weight: look.weight });
-  }
-
-  /** Called by Leaflet's canvas renderer for each redraw of this marker. */
-  _updatePath(): void {
-    const self = this as unknown as CircleMarkerInternals;
-    const renderer = self._renderer;
-    const ctx = renderer._ctx;
-    if (this.shape === 'circle' || !ctx) {
-      renderer._updateCircle(this);
-      return;
-    }
-    if (!renderer._drawing || self._empty()) return;
-    const { x, y } = self._point;
-    const r = Math.max(self._radius, 1);
-    ctx.beginPath();
-    if (this.shape === 'square') {
-      const h = r * 0.85;
-      ctx.rect(x - h, y - h, 2 * h, 2 * h);
-    } else {
-      ctx.moveTo(x, y - r);
-      ctx.lineTo(x + r, y);
-      ctx.lineTo(x, y + r);
-      ctx.lineTo(x - r, y);
-      ctx.closePath();
-    }
-    renderer._fillStroke(ctx, this);
-  }
+export function passes(filter: DeviceFilter, d: DeviceView): boolean {
+  return filter.kinds.has(d.kind) && filter.statuses.has(d.status) && (filter.grid === null || d.grid === filter.grid);
 }
 
 // ---- boundaries -------------------------------------------------------------------------------
@@ -149,6 +105,23 @@ export function gridNames(site: SiteInfo): Map<string, string> {
     if (isBoundary(f) && f.properties.layer === 'grid') names.set(f.properties.id, f.properties.name ?? f.properties.id);
   }
   return names;
+}
+
+export interface GridInfo {
+  id: string;
+  name: string;
+  community: string;
+}
+
+/** The site's grids with their community (GeoJSON `properties.community`), sorted by community then id. */
+export function siteGrids(site: SiteInfo): GridInfo[] {
+  const grids: GridInfo[] = [];
+  for (const f of site.geojson.features) {
+    if (!isBoundary(f) || f.properties.layer !== 'grid') continue;
+    const community = (f.properties as unknown as Record<string, unknown>).community;
+    grids.push({ id: f.properties.id, name: f.properties.name ?? f.properties.id, community: typeof community === 'string' ? community : '' });
+  }
+  return grids.sort((a, b) => a.community.localeCompare(b.community, 'zh-CN') || a.id.localeCompare(b.id, 'en', { numeric: true }));
 }
 
 const BOUNDARY_STYLE: Record<BoundaryLayer, L.PathOptions> = {
@@ -199,25 +172,42 @@ export interface DeviceMapOptions {
   i18n: I18n;
   /** Current data for a device, for the hover tooltip. */
   lookup: (id: string) => DeviceView | undefined;
+  /** A tank's level band by its own thresholds. */
+  band: (d: DeviceView) => TankBand;
   onSelect: (id: string) => void;
+  /** Width (px) of what covers the map's left edge (the search and filters), kept clear when fitting the site. */
+  insetLeft?: () => number;
+}
+
+/**
+ * `?renderer=canvas2d|webgl` in the page address overrides the automatic choice (device-layer.ts):
+ * for comparing the two on a given wall PC, and for tests of the WebGL painter without a GPU.
+ */
+function rendererOption(): 'auto' | 'canvas2d' | 'webgl' {
+  const wanted = new URLSearchParams(window.location.search).get('renderer');
+  return wanted === 'canvas2d' || wanted === 'webgl' ? wanted : 'auto';
 }
 
 /** Grid labels are clutter when the whole site is in view. */
 const GRID_LABEL_MIN_ZOOM = 14;
-/** Draw order on the shared canvas: the 58 tanks must never hide under 1657 cameras. */
-const KIND_ORDER: Record<DeviceKind, number> = { camera: 0, voice_pole: 1, water_tank: 2 };
+/** Draw order: the few tanks must never hide under thousands of cameras. */
+const KIND_RANK: Record<DeviceKind, number> = { camera: 0, voice_pole: 1, water_tank: 2 };
+/** Zoom a search result is shown at (at least): a few hundred metres across. */
+const FLY_TO_ZOOM = 16;
 
 export class DeviceMap {
   readonly #map: L.Map;
   readonly #opts: DeviceMapOptions;
-  readonly #renderer: L.Canvas;
-  readonly #markers = new Map<string, DeviceMarker>();
-  readonly #markerGroup: L.FeatureGroup;
+  readonly #layer: DeviceLayer;
   readonly #toDisplay: (lat: number, lon: number) => L.LatLng;
   readonly #hoverTooltip: L.Tooltip;
   #siteBounds: L.LatLngBounds | null = null;
-  #selection: L.CircleMarker | null = null;
-  #selectedId: string | null = null;
+  /** The devices' extent (display coordinates), for a site without a GeoJSON outline. */
+  #deviceBounds: L.LatLngBounds | null = null;
+  #filter: DeviceFilter | null = null;
+  #hovered: string | null = null;
+  #hoverFrame = 0;
+  #hoverPoint: L.Point | null = null;
 
   constructor(options: DeviceMapOptions) {
     this.#opts = options;
@@ -238,16 +228,18 @@ export class DeviceMap {
       minZoom: 8,
       maxZoom: 19,
       attributionControl: true,
+      zoomControl: false,
     });
+    // Top right: the top left holds the search and filters (map-tools.ts).
+    L.control.zoom({ position: 'topright' }).addTo(this.#map);
     this.#map.attributionControl.setPrefix('Leaflet');
     L.control.scale({ imperial: false, position: 'bottomleft' }).addTo(this.#map);
 
     // Panes, bottom to top: boundaries (overlayPane, 400) < devices < labels. Labels sit on top
-    // to stay readable over 1788 markers; they take no pointer events, so clicks reach the canvas.
+    // to stay readable over the markers; they take no pointer events, so clicks reach the map.
     this.#map.createPane('gs-devices').style.zIndex = '450';
     this.#map.createPane('gs-labels').style.zIndex = '460';
-    this.#renderer = L.canvas({ pane: 'gs-devices', tolerance: 4, padding: 0.2 });
-    this.#markerGroup = L.featureGroup().addTo(this.#map);
+    this.#layer = new DeviceLayer({ pane: 'gs-devices', padding: 0.1, tolerance: 4, renderer: rendererOption() }).addTo(this.#map);
     this.#hoverTooltip = L.tooltip({ direction: 'top', offset: [0, -8], className: 'gs-device-tip', opacity: 1 });
 
     if (site.map.tileUrl) {
@@ -267,99 +259,106 @@ export class DeviceMap {
     this.#updateZoomClasses();
   }
 
-  /** Replaces the device set (snapshot): adds new markers, moves or removes changed ones. */
-  setDevices(devices: Iterable<DeviceView>): void {
-    const seen = new Set<string>();
-    const fresh: DeviceView[] = [];
-    for (const d of devices) {
-      seen.add(d.id);
-      const marker = this.#markers.get(d.id);
-      if (marker) {
-        const pos = this.#toDisplay(d.lat, d.lon);
-        if (!marker.getLatLng().equals(pos)) marker.setLatLng(pos);
-        marker.setLook(markerLook(d));
-      } else {
-        fresh.push(d);
-      }
-    }
-    for (const [id, marker] of this.#markers) {
-      if (!seen.has(id)) {
-        this.#markerGroup.removeLayer(marker);
-        this.#markers.delete(id);
-      }
-    }
-    fresh.sort((a, b) => KIND_ORDER[a.kind] - KIND_ORDER[b.kind]);
-    for (const d of fresh) {
-      const look = markerLook(d);
-      const marker = new DeviceMarker(this.#toDisplay(d.lat, d.lon), d.id, d.kind, {
-        renderer: this.#renderer,
-        pane: 'gs-devices',
-        radius: look.radius,
-        fill: true,
-        bubblingMouseEvents: false,
-      });
-      marker.setLook(look);
-      this.#markers.set(d.id, marker);
-      this.#markerGroup.addLayer(marker);
-    }
-    if (fresh.length > 0 && fresh.length < this.#markers.size) {
-      // Devices added later were appended above the existing tanks; restore the draw order.
-      for (const m of this.#markers.values()) if (m.kind === 'water_tank') m.bringToFront();
-    }
-    // Keep the ring on the selected device (it may have moved, or arrived only now) without
-    // yanking the view around on every reconnect.
-    this.#drawSelection(false);
+  /** The Leaflet map, for views that add their own layers (picking poles, incident locations). */
+  get leaflet(): L.Map {
+    return this.#map;
   }
 
-  /** Restyles changed devices; Leaflet batches the canvas redraw into the next frame. */
+  /** Replaces the device set (a snapshot). */
+  setDevices(devices: Iterable<DeviceView>): void {
+    const list: LayerDevice[] = [];
+    let south = Infinity;
+    let west = Infinity;
+    let north = -Infinity;
+    let east = -Infinity;
+    for (const d of devices) {
+      const { lat, lng } = this.#display(d);
+      if (lat < south) south = lat;
+      if (lat > north) north = lat;
+      if (lng < west) west = lng;
+      if (lng > east) east = lng;
+      list.push({ id: d.id, lat, lng, rank: KIND_RANK[d.kind], look: markerLook(d, this.#opts.band(d)), visible: this.#filter === null || passes(this.#filter, d) });
+    }
+    this.#deviceBounds = list.length > 0 ? L.latLngBounds([south, west], [north, east]) : null;
+    this.#layer.setDevices(list);
+    if (this.#hovered !== null && !this.#opts.lookup(this.#hovered)) this.#hover(null);
+  }
+
+  /** Where a device is drawn: its ledger position, shifted to GCJ-02 over GCJ-02 tiles. */
+  #display(d: DeviceView): { lat: number; lng: number } {
+    const p = this.#toDisplay(d.lat, d.lon);
+    return { lat: p.lat, lng: p.lng };
+  }
+
+  #position(id: string): L.LatLng | undefined {
+    const d = this.#opts.lookup(id);
+    return d ? this.#toDisplay(d.lat, d.lon) : undefined;
+  }
+
+  /** Restyles changed devices (and re-applies the filter to them); one redraw in the next frame. */
   updateDevices(devices: Iterable<DeviceView>): void {
-    for (const d of devices) this.#markers.get(d.id)?.setLook(markerLook(d));
+    const filter = this.#filter;
+    for (const d of devices) {
+      this.#layer.setLook(d.id, markerLook(d, this.#opts.band(d)));
+      if (filter) this.#layer.setVisible(d.id, passes(filter, d));
+      if (d.id === this.#hovered) this.#hoverTooltip.setContent(this.#tooltipContent(d));
+    }
+  }
+
+  /** Shows only the devices passing `filter` (null: all). `devices` is the whole current set. */
+  setFilter(filter: DeviceFilter | null, devices: Iterable<DeviceView>): void {
+    this.#filter = filter;
+    for (const d of devices) this.#layer.setVisible(d.id, filter === null || passes(filter, d));
   }
 
   /** Rings the device and pans to it if it is off screen; null clears the ring. */
   select(id: string | null): void {
-    this.#selectedId = id;
-    this.#drawSelection(true);
+    this.#layer.select(id);
+    const pos = id === null ? undefined : this.#position(id);
+    if (pos && !this.#map.getBounds().pad(-0.1).contains(pos)) this.#map.panTo(pos);
   }
 
-  #drawSelection(pan: boolean): void {
-    const marker = this.#selectedId === null ? undefined : this.#markers.get(this.#selectedId);
-    if (!marker) {
-      this.#selection?.remove();
-      this.#selection = null;
-      return;
-    }
-    const pos = marker.getLatLng();
-    if (!this.#selection) {
-      this.#selection = L.circleMarker(pos, {
-        renderer: this.#renderer,
-        pane: 'gs-devices',
-        radius: 12,
-        color: '#ffffff',
-        weight: 2.5,
-        fill: false,
-        interactive: false,
-      }).addTo(this.#map);
-    } else {
-      this.#selection.setLatLng(pos).bringToFront();
-    }
-    if (pan && !this.#map.getBounds().pad(-0.1).contains(pos)) this.#map.panTo(pos);
+  /** Flies to a device (search result) and zooms in to street level if further out. */
+  flyTo(id: string): void {
+    const pos = this.#position(id);
+    if (!pos) return;
+    const zoom = Math.max(this.#map.getZoom(), FLY_TO_ZOOM);
+    // A long flight over a dense district is hard to follow; a short one is not worth animating.
+    this.#map.flyTo(pos, zoom, { duration: 0.8 });
+  }
+
+  /** Container pixel of a device, or null (tests hover it; panels can point at it). */
+  devicePoint(id: string): { x: number; y: number } | null {
+    const pos = this.#position(id);
+    if (!pos) return null;
+    const p = this.#map.latLngToContainerPoint(pos);
+    return { x: p.x, y: p.y };
+  }
+
+  /** Which device is under a container point (the same test a click uses). */
+  deviceAt(x: number, y: number): string | null {
+    return this.#layer.hitTest(L.point(x, y));
+  }
+
+  get stats(): LayerStats {
+    return this.#layer.stats;
   }
 
   fitSite(): void {
-    const bounds = this.#siteBounds ?? this.#deviceBounds();
-    if (bounds?.isValid()) this.#map.fitBounds(bounds, { padding: [24, 24] });
-    else this.#map.setView([35, 105], 4);
+    const bounds = this.#siteBounds ?? this.#deviceBounds;
+    if (!bounds?.isValid()) {
+      this.#map.setView([35, 105], 4);
+      return;
+    }
+    // Keep the site clear of the search and filters where the map is wide enough to afford it.
+    const width = this.#map.getSize().x;
+    const inset = width > 900 ? Math.min(this.#opts.insetLeft?.() ?? 0, width * 0.35) : 0;
+    this.#map.fitBounds(bounds, { paddingTopLeft: [24 + inset, 24], paddingBottomRight: [24, 24] });
   }
 
   /** Leaflet measures its container once; call after the layout around the map changes. */
   invalidateSize(): void {
     this.#map.invalidateSize();
-  }
-
-  #deviceBounds(): L.LatLngBounds | null {
-    if (this.#markers.size === 0) return null;
-    return L.latLngBounds([...this.#markers.values()].map((m) => m.getLatLng()));
   }
 
   #drawBoundaries(): void {
@@ -397,30 +396,54 @@ export class DeviceMap {
   }
 
   #bindDeviceEvents(): void {
-    this.#markerGroup.on('click', (e: L.LeafletEvent) => {
-      const marker: unknown = e.propagatedFrom;
-      if (marker instanceof DeviceMarker) this.#opts.onSelect(marker.deviceId);
+    this.#map.on('click', (e: L.LeafletMouseEvent) => {
+      const id = this.#layer.hitTest(e.containerPoint);
+      if (id !== null) this.#opts.onSelect(id);
     });
-    this.#markerGroup.on('mouseover', (e: L.LeafletEvent) => {
-      const marker: unknown = e.propagatedFrom;
-      if (!(marker instanceof DeviceMarker)) return;
-      const d = this.#opts.lookup(marker.deviceId);
-      if (!d) return;
-      this.#hoverTooltip.setLatLng(marker.getLatLng()).setContent(this.#tooltipContent(d));
-      this.#map.openTooltip(this.#hoverTooltip);
+    // Hover is tested once per animation frame, however fast the mouse moves.
+    this.#map.on('mousemove', (e: L.LeafletMouseEvent) => {
+      this.#hoverPoint = e.containerPoint;
+      if (this.#hoverFrame !== 0) return;
+      this.#hoverFrame = requestAnimationFrame(() => {
+        this.#hoverFrame = 0;
+        const point = this.#hoverPoint;
+        this.#hover(point ? this.#layer.hitTest(point) : null);
+      });
     });
-    this.#markerGroup.on('mouseout', () => this.#map.closeTooltip(this.#hoverTooltip));
+    const leave = () => {
+      this.#hoverPoint = null;
+      this.#hover(null);
+    };
+    this.#map.on('mouseout', leave);
+    this.#map.on('dragstart', leave);
+    this.#map.on('zoomstart', leave);
+  }
+
+  #hover(id: string | null): void {
+    if (id === this.#hovered) return;
+    this.#hovered = id;
+    this.#opts.container.classList.toggle('gs-device-hover', id !== null);
+    const d = id === null ? undefined : this.#opts.lookup(id);
+    const pos = id === null ? undefined : this.#position(id);
+    if (!d || !pos) {
+      this.#map.closeTooltip(this.#hoverTooltip);
+      return;
+    }
+    this.#hoverTooltip.setLatLng(pos).setContent(this.#tooltipContent(d));
+    this.#map.openTooltip(this.#hoverTooltip);
   }
 
   #tooltipContent(d: DeviceView): HTMLElement {
     const { i18n } = this.#opts;
     const root = document.createElement('div');
+    root.dataset.testid = 'device-tip';
     const name = document.createElement('strong');
-    name.textContent = d.name;
+    name.textContent = d.name; // names come from the ledger: text, never markup
     const meta = document.createElement('div');
     meta.className = 'gs-tip-meta';
     const level = tankLevel(d);
     meta.textContent = [
+      d.id,
       i18n.t(`kind.${d.kind}`),
       i18n.t(`status.${d.status}`),
       ...(level !== undefined ? [`${level.toFixed(1)} %`] : []),

@@ -4,20 +4,14 @@
  * always set with textContent; nothing from the gateway is parsed as HTML.
  */
 import type { StorageStatus, TelemetryValue, DeviceView } from '../../protocol/ws.js';
-import { ApiError, fetchSeries, type ConnState } from './api.js';
-import {
-  KINDS,
-  STATUSES,
-  TANK_CRITICAL_PERCENT,
-  TANK_LOW_PERCENT,
-  numericValue,
-  tankBand,
-  tankLevel,
-  type DeviceStore,
-} from './devices.js';
+import type { ConnState } from './api.js';
+import { DeviceChart, FIELD_FORMAT } from './chart.js';
+import { KINDS, STATUSES, TANK_CRITICAL_PERCENT, TANK_LOW_PERCENT, numericValue, tankLevel, type DeviceStore } from './devices.js';
 import { h, type Child } from './dom.js';
 import type { I18n, MessageKey } from './i18n.js';
 import { KIND_STYLE, STATUS_STROKE, TANK_BAND_COLOR } from './map.js';
+import type { Role } from './roles.js';
+import { VideoPlayer } from './video-player.js';
 
 function swatch(shape: string, fill: string, stroke: string): HTMLElement {
   const el = h('span', { class: `swatch shape-${shape}`, 'aria-hidden': 'true' });
@@ -26,29 +20,9 @@ function swatch(shape: string, fill: string, stroke: string): HTMLElement {
   return el;
 }
 
-const SVG_NS = 'http://www.w3.org/2000/svg';
-function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string>): SVGElementTagNameMap[K] {
-  const el = document.createElementNS(SVG_NS, tag);
-  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, value);
-  return el;
-}
-
 // ---- value formatting -------------------------------------------------------------------------
 
-/** Unit and decimals per known telemetry field (protocol/payloads.ts); unknown fields show raw. */
-const FIELD_FORMAT: Record<string, { unit: string; digits: number }> = {
-  levelMm: { unit: 'mm', digits: 0 },
-  levelPercent: { unit: '%', digits: 1 },
-  volumeM3: { unit: 'm³', digits: 1 },
-  temperatureC: { unit: '°C', digits: 1 },
-  panDeg: { unit: '°', digits: 1 },
-  tiltDeg: { unit: '°', digits: 1 },
-  zoom: { unit: '', digits: 1 },
-  fps: { unit: 'fps', digits: 0 },
-  volume: { unit: '', digits: 0 },
-};
-
-function formatValue(i18n: I18n, field: string, value: TelemetryValue): string {
+export function formatValue(i18n: I18n, field: string, value: TelemetryValue): string {
   if (typeof value === 'boolean') return i18n.t(value ? 'value.true' : 'value.false');
   if (typeof value === 'string') {
     const key = `${field}.${value}`;
@@ -63,100 +37,6 @@ function formatValue(i18n: I18n, field: string, value: TelemetryValue): string {
 
 /** Fixed "63.2 %" form (not locale-formatted) so operators and tests read the same string. */
 export const formatPercent = (v: number): string => `${v.toFixed(1)} %`;
-
-// ---- tank history sparkline -------------------------------------------------------------------
-
-const SERIES_WINDOW_MS = 24 * 3600 * 1000;
-
-/** 24 h of levelPercent from the series API, extended live from updates while the card is open. */
-class TankHistory {
-  readonly el = h('div', { class: 'series', 'data-testid': 'tank-series' });
-  readonly #i18n: I18n;
-  readonly #deviceId: string;
-  readonly #abort = new AbortController();
-  #points: Array<[number, number]> = [];
-  #state: 'loading' | 'ready' | 'storageDown' | 'storageDisabled' | 'failed' = 'loading';
-  #error = '';
-
-  /** `storage` is the gateway's current storage state, to explain a missing history correctly. */
-  constructor(i18n: I18n, deviceId: string, storage: () => StorageStatus['state'] | null) {
-    this.#i18n = i18n;
-    this.#deviceId = deviceId;
-    if (storage() === 'disabled') {
-      // Nothing is stored, so there is nothing to ask for; live readings still draw the chart.
-      this.#state = 'storageDisabled';
-    } else {
-      void this.#load(storage);
-    }
-    this.render();
-  }
-
-  dispose(): void {
-    this.#abort.abort();
-  }
-
-  /** A live reading; ignored if it is not newer than what the chart has. */
-  append(ts: number, value: number): void {
-    const last = this.#points.at(-1);
-    if (last && ts <= last[0]) return;
-    this.#points.push([ts, value]);
-    if (this.#state === 'ready' || this.#state === 'storageDisabled') this.render();
-  }
-
-  async #load(storage: () => StorageStatus['state'] | null): Promise<void> {
-    const to = Date.now();
-    try {
-      const series = await fetchSeries(this.#deviceId, 'levelPercent', to - SERIES_WINDOW_MS, to, this.#abort.signal);
-      // Live points that arrived while loading are newer than the stored ones; keep them after.
-      const lastStored = series.points.at(-1)?.[0] ?? -Infinity;
-      this.#points = [...series.points, ...this.#points.filter(([ts]) => ts > lastStored)];
-      this.#state = 'ready';
-    } catch (err) {
-      if (this.#abort.signal.aborted) return;
-      const unavailable = err instanceof ApiError && err.status === 503;
-      this.#state = !unavailable ? 'failed' : storage() === 'disabled' ? 'storageDisabled' : 'storageDown';
-      this.#error = err instanceof Error ? err.message : String(err);
-    }
-    this.render();
-  }
-
-  render(): void {
-    const t = this.#i18n.t.bind(this.#i18n);
-    const title = h('h3', {}, t('series.title'));
-    this.el.dataset.state = this.#state;
-    const drawable = (this.#state === 'ready' || this.#state === 'storageDisabled') && this.#points.length >= 2;
-    if (!drawable) {
-      const text =
-        this.#state === 'loading'
-          ? t('series.loading')
-          : this.#state === 'storageDown'
-            ? t('series.storageDown')
-            : this.#state === 'storageDisabled'
-              ? t('series.storageDisabled')
-              : this.#state === 'failed'
-                ? t('series.failed', { message: this.#error })
-                : t('series.empty');
-      this.el.replaceChildren(title, h('p', { class: 'muted' }, text));
-      return;
-    }
-    const W = 320;
-    const H = 72;
-    const now = Date.now();
-    const from = now - SERIES_WINDOW_MS;
-    const x = (ts: number) => ((Math.max(ts, from) - from) / SERIES_WINDOW_MS) * W;
-    const y = (v: number) => H - (Math.min(Math.max(v, 0), 100) / 100) * H;
-    const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', class: 'sparkline', role: 'img' });
-    for (const [level, cls] of [
-      [TANK_LOW_PERCENT, 'threshold-low'],
-      [TANK_CRITICAL_PERCENT, 'threshold-critical'],
-    ] as const) {
-      chart.append(svg('line', { x1: '0', x2: String(W), y1: String(y(level)), y2: String(y(level)), class: cls }));
-    }
-    const points = this.#points.filter(([ts]) => ts >= from).map(([ts, v]) => `${x(ts).toFixed(1)},${y(v).toFixed(1)}`);
-    chart.append(svg('polyline', { points: points.join(' '), class: 'level-line' }));
-    this.el.replaceChildren(title, chart);
-  }
-}
 
 // ---- the panel --------------------------------------------------------------------------------
 
@@ -173,12 +53,16 @@ export interface PanelOptions {
   store: DeviceStore;
   /** A device picked in the panel (low-tank list), or null when the card is closed. */
   onSelect: (id: string | null) => void;
+  /** The signed-in role: a camera card offers PTZ to duty officers. */
+  role: () => Role | null;
 }
 
 interface OpenCard {
   id: string;
   el: HTMLElement;
-  history: TankHistory | null;
+  chart: DeviceChart | null;
+  /** A camera's live picture, kept across redraws so the stream does not restart. */
+  video?: VideoPlayer;
   lastValuesTs: number | null;
 }
 
@@ -210,11 +94,14 @@ export class Panel {
   #gridNames = new Map<string, string>();
   #card: OpenCard | null = null;
 
+  readonly #role: () => Role | null;
+
   constructor(options: PanelOptions) {
     this.#el = options.elements;
     this.#i18n = options.i18n;
     this.#store = options.store;
     this.#onSelect = options.onSelect;
+    this.#role = options.role;
     this.#el.panel.replaceChildren(this.#countsSection, this.#cardSlot, this.#lowTanksSection, this.#legendSection);
     this.#i18n.onChange(() => this.renderAll());
     // Relative times ("12 秒前") age even when no message arrives.
@@ -242,9 +129,10 @@ export class Panel {
   /** Opens the card for `id` (or closes it for null). */
   showDevice(id: string | null): void {
     if (this.#card?.id === id) return;
-    this.#card?.history?.dispose();
+    this.#card?.chart?.dispose();
+    this.#card?.video?.stop();
     this.#card = null;
-    if (id !== null) this.#card = { id, el: h('section'), history: null, lastValuesTs: null };
+    if (id !== null) this.#card = { id, el: h('section'), chart: null, lastValuesTs: null };
     this.#rebuildCard();
   }
 
@@ -342,9 +230,9 @@ export class Panel {
   #renderLowTanks(): void {
     const t = this.#i18n.t.bind(this.#i18n);
     const low: Array<{ d: DeviceView; level: number }> = [];
-    for (const d of this.#store.all()) {
+    for (const d of this.#store.tanks()) {
       const level = tankLevel(d);
-      if (level !== undefined && level < TANK_LOW_PERCENT) low.push({ d, level });
+      if (level !== undefined && level < this.#store.thresholds(d.id).lowPercent) low.push({ d, level });
     }
     low.sort((a, b) => a.level - b.level);
     const shown = low.slice(0, LOW_TANKS_SHOWN);
@@ -354,7 +242,7 @@ export class Panel {
     for (const { d, level } of shown) {
       const li = this.#lowTankRows.get(d.id) ?? this.#lowTankRow(d.id);
       const button = li.firstElementChild as HTMLButtonElement;
-      button.className = `low-tank band-${tankBand(level)}`;
+      button.className = `low-tank band-${this.#store.band(d)}`;
       const [nameEl, levelEl] = button.children;
       if (nameEl) nameEl.textContent = d.name;
       if (levelEl) levelEl.textContent = formatPercent(level);
@@ -395,7 +283,7 @@ export class Panel {
       h('h2', {}, t('legend.title')),
       h('ul', { class: 'legend-list' }, ...kinds),
       h('ul', { class: 'legend-list' }, ...bands),
-      h('p', { class: 'muted' }, t('tank.thresholds', { low: TANK_LOW_PERCENT, critical: TANK_CRITICAL_PERCENT })),
+      h('p', { class: 'muted' }, t('tank.thresholdsPerTank', { low: TANK_LOW_PERCENT, critical: TANK_CRITICAL_PERCENT })),
       h('p', { class: 'muted' }, t('legend.statusStroke')),
     );
   }
@@ -416,6 +304,7 @@ export class Panel {
     const el = h('section', { class: 'device-card', 'data-testid': 'device-card', 'data-device-id': card.id });
     const header = h('header', {}, h('h2', { class: 'card-name' }), close);
     el.append(header);
+    const thresholds = this.#store.thresholds(card.id);
     if (d?.kind === 'water_tank') {
       el.append(
         h(
@@ -427,7 +316,8 @@ export class Panel {
             h('div', { class: 'tank-figure' }, h('span', { class: 'figure-label' }, t('tank.level')), h('span', { class: 'tank-level', 'data-testid': 'tank-level' })),
             h('div', { class: 'tank-figure' }, h('span', { class: 'figure-label' }, t('tank.volume')), h('span', { class: 'tank-volume', 'data-testid': 'tank-volume' })),
           ),
-          h('div', { class: 'tank-bar' }, h('div', { class: 'tank-bar-fill' }), this.#thresholdMark(TANK_LOW_PERCENT), this.#thresholdMark(TANK_CRITICAL_PERCENT)),
+          h('div', { class: 'tank-bar' }, h('div', { class: 'tank-bar-fill' }), this.#thresholdMark(thresholds.lowPercent, 'low'), this.#thresholdMark(thresholds.criticalPercent, 'critical')),
+          h('div', { class: 'muted tank-thresholds', 'data-testid': 'tank-thresholds' }, t('tank.thresholds', { low: thresholds.lowPercent, critical: thresholds.criticalPercent })),
           h('div', { class: 'tank-band' }),
         ),
       );
@@ -446,18 +336,29 @@ export class Panel {
       h('h3', {}, t('card.values')),
       h('dl', { class: 'values' }),
     );
-    if (d?.kind === 'water_tank') {
-      card.history ??= new TankHistory(this.#i18n, card.id, () => this.#storage?.state ?? null);
-      card.history.render();
-      el.append(card.history.el);
+    if (d) {
+      card.chart ??= new DeviceChart({
+        i18n: this.#i18n,
+        deviceId: card.id,
+        kind: d.kind,
+        thresholds: () => (d.kind === 'water_tank' ? this.#store.thresholds(card.id) : null),
+        storage: () => this.#storage?.state ?? null,
+      });
+      card.chart.render();
+      el.append(card.chart.el);
+      if (d.kind === 'camera') {
+        card.video ??= new VideoPlayer({ cameraId: card.id, i18n: this.#i18n, role: this.#role, ptz: true, compact: true });
+        el.append(card.video.el);
+        card.video.start();
+      }
     }
     card.el = el;
     this.#cardSlot.replaceChildren(el);
     this.#fillCard();
   }
 
-  #thresholdMark(percent: number): HTMLElement {
-    const mark = h('div', { class: 'tank-threshold' });
+  #thresholdMark(percent: number, which: 'low' | 'critical'): HTMLElement {
+    const mark = h('div', { class: `tank-threshold tank-threshold-${which}` });
     mark.style.left = `${percent}%`;
     return mark;
   }
@@ -491,7 +392,7 @@ export class Panel {
     if (d.kind === 'water_tank') {
       const level = tankLevel(d);
       const volume = numericValue(d, 'volumeM3');
-      const band = tankBand(level);
+      const band = this.#store.band(d);
       const levelEl = el.querySelector<HTMLElement>('.tank-level');
       if (levelEl) {
         levelEl.textContent = level !== undefined ? formatPercent(level) : '—';
@@ -510,10 +411,10 @@ export class Panel {
         bandEl.dataset.band = band;
         bandEl.textContent = t(`tank.band.${band}`);
       }
-      if (level !== undefined && d.valuesTs !== null && d.valuesTs !== card.lastValuesTs) {
-        card.lastValuesTs = d.valuesTs;
-        card.history?.append(d.valuesTs, level);
-      }
+    }
+    if (d.valuesTs !== null && d.valuesTs !== card.lastValuesTs) {
+      card.lastValuesTs = d.valuesTs;
+      card.chart?.append(d.valuesTs, d.values);
     }
 
     const entries = Object.entries(d.values).sort(([a], [b]) => a.localeCompare(b));

@@ -120,6 +120,7 @@ export class IncidentService {
   readonly #gridNames: Map<string, string>;
   #tick: NodeJS.Timeout | undefined;
   readonly #listeners = new Set<(incident: Incident, isNew: boolean) => void>();
+  #dayFormat: Intl.DateTimeFormat | undefined;
 
   constructor(ctx: IncidentContext) {
     this.#ctx = ctx;
@@ -408,7 +409,7 @@ export class IncidentService {
         this.#acknowledge(incident, who, now);
         store.transaction(() => {
           store.incidents.update(incident);
-          this.#timeline(incident, now, who, 'acknowledged', { level: incident.level });
+          this.#timeline(incident, now, who, 'acknowledged', { level: incident.level, ...(input.note ? { note: input.note } : {}) });
         });
         break;
       }
@@ -663,7 +664,9 @@ export class IncidentService {
   }
 
   #newId(now: number): string {
-    const day = new Intl.DateTimeFormat('en-CA', { timeZone: this.#ctx.timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(now).replaceAll('-', '');
+    // One formatter per service: building one costs ~0.5 ms, a third of raising an incident.
+    this.#dayFormat ??= new Intl.DateTimeFormat('en-CA', { timeZone: this.#ctx.timeZone, year: 'numeric', month: '2-digit', day: '2-digit' });
+    const day = this.#dayFormat.format(now).replaceAll('-', '');
     return `INC-${day}-${String(this.#ctx.store.incidents.nextNumber(day)).padStart(4, '0')}`;
   }
 

@@ -42,6 +42,8 @@ export class PushHub {
   #pending = new Map<string, DeviceUpdate>();
   #timer: NodeJS.Timeout | undefined;
   readonly #off: Array<() => void> = [];
+  /** Size of the latest device snapshot: added to the slow-client cap (see #sendState). */
+  #snapshotBytes = 0;
   readonly #attachListeners = new Set<(user: User, send: (message: ServerMessage) => void) => void>();
 
   constructor(ctx: HubContext) {
@@ -136,7 +138,10 @@ export class PushHub {
 
   /** The full picture: the device snapshot, then each capability's current state. */
   #sendState(client: PushClient): void {
-    this.#send(client, { type: 'devices.snapshot', devices: this.#ctx.registry.views() });
+    const snapshot = JSON.stringify({ type: 'devices.snapshot', devices: this.#ctx.registry.views() } satisfies ServerMessage);
+    // A client's own snapshot (10 MB for 50,000 devices) must not count as falling behind.
+    this.#snapshotBytes = Buffer.byteLength(snapshot);
+    this.#sendText(client, snapshot);
     for (const listener of this.#attachListeners) {
       try {
         listener(client.user, (message) => this.#send(client, message));
@@ -152,7 +157,7 @@ export class PushHub {
 
   #sendText(client: PushClient, text: string): boolean {
     if (client.stale || client.socket.readyState !== client.socket.OPEN) return false;
-    if (client.socket.bufferedAmount > this.#ctx.config.push.maxBufferedBytes) {
+    if (client.socket.bufferedAmount > this.#ctx.config.push.maxBufferedBytes + this.#snapshotBytes) {
       client.stale = true;
       this.#ctx.log.warn('dashboard client is not keeping up; pausing its updates until it drains');
       return false;
