@@ -37,7 +37,9 @@ export function writeLedger(file: string, devices: readonly LedgerDevice[]): voi
 
 /** The three required water_tank fields, consistent with a 3000 mm / 200 m³ tank. */
 export function tankValuesJson(i: number): string {
-  const levelPercent = 20 + ((i * 37) % 7000) / 100; // 20.00 .. 89.99
+  // 40.00 .. 89.99: above every tank's low threshold (30 % + 5 % hysteresis), so the load
+  // measures ingest and storage, not a flood of tank-low incidents.
+  const levelPercent = 40 + ((i * 37) % 5000) / 100;
   const levelMm = Math.round(levelPercent * 30);
   const volumeM3 = Number((levelPercent * 2).toFixed(2));
   return JSON.stringify({ levelMm, levelPercent, volumeM3 });
