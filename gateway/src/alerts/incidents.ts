@@ -520,10 +520,19 @@ export class IncidentService {
 
   // ---- escalation -------------------------------------------------------------------------------
 
-  /** Moves every unacknowledged incident whose deadline has passed up one level. Runs every second. */
+  /**
+   * Moves every unacknowledged incident whose deadline has passed up one level, and lets go of
+   * false alarms past their window. Runs every second.
+   */
   escalateDue(): void {
     const now = this.#now();
+    const windowMs = this.#cfg.correlation.windowSec * 1000;
     for (const incident of Array.from(this.#live.values())) {
+      // A dismissed fire stops absorbing its cameras' repeats once its window has passed.
+      if (incident.status === 'false_alarm' && now - (incident.closedAt ?? 0) > windowMs) {
+        this.#live.delete(incident.id);
+        continue;
+      }
       if (incident.escalateAt === null || incident.escalateAt > now) continue;
       if (incident.status !== 'new' && incident.status !== 'dispatched') continue;
       if (incident.level === 'district') {
@@ -689,10 +698,6 @@ export class IncidentService {
     if (incident.category === 'device' && incident.grid) {
       if (open) this.#deviceByGrid.set(incident.grid, incident.id);
       else if (this.#deviceByGrid.get(incident.grid) === incident.id) this.#deviceByGrid.delete(incident.grid);
-    }
-    // Dismissed fire incidents stop absorbing once their window has passed.
-    if (this.#live.size > 0 && Math.random() < 0.01) {
-      for (const [id, i] of this.#live) if (i.status === 'false_alarm' && this.#now() - (i.closedAt ?? 0) > windowMs) this.#live.delete(id);
     }
     this.#updateGauge();
   }
