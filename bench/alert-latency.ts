@@ -71,6 +71,7 @@ import {
   stopChild,
   waitForLine,
 } from './lib/proc.js';
+import { prng } from '../simulators/src/fleet/geography.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -157,17 +158,6 @@ class SchedWait {
   }
 }
 
-/** mulberry32: a small deterministic PRNG, so a run's cameras and follow-ups can be repeated. */
-function prng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = prng(seed);
 
 // ---- the site: the shipped ledger's cameras plus the background tanks ---------------------------

@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { bearingDeg, destination, distanceM, locateFire, type BearingObservation, type FireLocation, type LatLon } from '../../gateway/src/alerts/locate.js';
+import { prng } from '../../simulators/src/fleet/geography.js';
 
 /** A point in the Chashan Zhuhai hills. */
 const FIRE: LatLon = { lat: 29.43, lon: 105.88 };
 
-/** mulberry32: deterministic noise. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 /** Standard normal (Box–Muller). */
 function gaussian(rand: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());

@@ -6,23 +6,13 @@ import { loadLedger, type LedgerDevice } from '../../config/ledger.js';
 import { destination, distanceM, type LatLon } from '../../gateway/src/alerts/geo.js';
 import { SiteMap, SiteMapError } from '../../gateway/src/alerts/site-map.js';
 import type { DeviceKind } from '../../protocol/payloads.js';
+import { prng } from '../../simulators/src/fleet/geography.js';
 
 const GEOJSON = 'config/sites/chashan-zhuhai.geojson';
 const ledger = loadLedger('config/ledger/chashan-zhuhai.csv');
 const site = SiteMap.fromFile(GEOJSON, ledger);
 const KINDS: DeviceKind[] = ['camera', 'voice_pole', 'water_tank'];
 
-/** mulberry32: deterministic random points. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A random point in the site's box, with a margin of ~2 km around it. */
 function randomPoint(rand: () => number): LatLon {
