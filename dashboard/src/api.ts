@@ -10,6 +10,7 @@ import { KINDS, STATUSES, type TankThresholds } from './devices.js';
 import { parseBroadcastMessage } from './broadcast-feed.js';
 import { parseIncidentMessage } from './incident-feed.js';
 import { isRole, type Role } from './roles.js';
+import { isNumber, isNumberOrNull, isObject, isString } from './json.js';
 
 export type { AuditEntry, User };
 
@@ -50,14 +51,6 @@ export class ApiError extends Error {
 
 // ---- shape checks -----------------------------------------------------------------------------
 
-type Json = Record<string, unknown>;
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-const isString = (v: unknown): v is string => typeof v === 'string';
-const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const isNumberOrNull = (v: unknown): v is number | null => v === null || isNumber(v);
 const isTelemetryValue = (v: unknown): v is TelemetryValue =>
   isNumber(v) || typeof v === 'string' || typeof v === 'boolean';
 

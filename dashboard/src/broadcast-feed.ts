@@ -24,6 +24,7 @@ import type {
 } from '../../protocol/broadcasts.js';
 import { ApiError, requestJson } from './api.js';
 import type { I18n } from './i18n.js';
+import { isNumber, isNumberOrNull, isObject, isString, isStringOrNull, type Json } from './json.js';
 
 export type {
   BroadcastClipView,
@@ -66,12 +67,6 @@ export const countTotal = (counts: DeliveryCounts) => DELIVERY_STATES.reduce((su
 
 // ---- shape checks -----------------------------------------------------------------------------
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isString = (v: unknown): v is string => typeof v === 'string';
-const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
-const isStringOrNull = (v: unknown): v is string | null => v === null || isString(v);
-const isNumberOrNull = (v: unknown): v is number | null => v === null || isNumber(v);
 const oneOf =
   <T extends string>(values: readonly T[]) =>
   (v: unknown): v is T =>

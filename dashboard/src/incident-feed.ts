@@ -8,12 +8,11 @@
  */
 import type { FireDangerStatus, Incident, IncidentDetail, IncidentServerMessage } from '../../protocol/incidents.js';
 import { requestJson } from './api.js';
+import { isObject, type Json } from './json.js';
 
 const OPEN = new Set(['new', 'dispatched', 'acknowledged', 'on_site']);
 export const isOpenIncident = (i: Incident) => OPEN.has(i.status);
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Enough of a shape check that a version mismatch shows as a dropped message, not a broken page. */
 export function isIncident(v: unknown): v is Incident {

@@ -22,6 +22,7 @@ import { h } from './dom.js';
 import type { I18n, MessageKey } from './i18n.js';
 import { can, type Role } from './roles.js';
 import { PtzControls } from './video-ptz.js';
+import { isObject } from './json.js';
 
 export { SnapshotStrip } from './video-snapshots.js';
 
@@ -99,9 +100,6 @@ interface Epoch {
 
 type CodecMessage = Extract<VideoServerMessage, { type: 'codec' }>;
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** One text frame of the live socket, or null for anything this player does not know. */
 export function parseVideoMessage(text: string): VideoServerMessage | null {

@@ -12,6 +12,7 @@ import { ApiError, requestJson } from './api.js';
 import { h } from './dom.js';
 import { describeError } from './errors.js';
 import type { I18n, MessageKey } from './i18n.js';
+import { isObject } from './json.js';
 
 export interface PtzControlsOptions {
   cameraId: string;
@@ -41,9 +42,6 @@ const NUDGES: Nudge[] = [
   { key: 'video.ptz.zoomOut', glyph: '−', pan: 0, tilt: 0, zoom: -NUDGE_SPEED, testid: 'ptz-zoom-out' },
 ];
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function isPreset(v: unknown): v is CameraPreset {
   return isObject(v) && typeof v.token === 'string' && typeof v.name === 'string' && (v.panDeg === null || typeof v.panDeg === 'number');

@@ -12,15 +12,13 @@ import { ApiError, requestJson } from './api.js';
 import { h } from './dom.js';
 import { describeError } from './errors.js';
 import type { I18n } from './i18n.js';
+import { isObject } from './json.js';
 
 export interface SnapshotStripOptions {
   incidentId: string;
   i18n: I18n;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function isSnapshot(v: unknown): v is IncidentSnapshot {
   return (
