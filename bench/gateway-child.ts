@@ -6,6 +6,7 @@
  *   {"ready":true,"pid":…,"mqttPort":…,"httpPort":…,"nofile":…}   once listening
  *   {"gc":true,"heapUsedMb":…}                                    after a "gc" command
  *
+ * GS_BENCH_DASHBOARD_DIR, if set, is the dashboard build it serves (default dashboard/dist).
  * Commands on stdin, one per line: "gc" (needs --expose-gc). Closing stdin (or SIGTERM) stops
  * the gateway cleanly (flushes to InfluxDB) and exits.
  */
@@ -23,7 +24,9 @@ if (!raw) {
 }
 const { config } = resolveConfig(JSON.parse(raw) as unknown, { source: 'bench', baseDir: `${REPO}/config` });
 const log = pino({ level: config.log.level }, pino.destination(2));
-const gateway = buildGateway(config, { log });
+// GS_BENCH_DASHBOARD_DIR: serve another dashboard build (bench/map.ts compares builds).
+const dashboardDir = process.env.GS_BENCH_DASHBOARD_DIR;
+const gateway = buildGateway(config, { log, ...(dashboardDir ? { dashboardDir } : {}) });
 await gateway.start();
 process.stdout.write(
   `${JSON.stringify({ ready: true, pid: process.pid, mqttPort: gateway.mqttPort, httpPort: gateway.httpPort, nofile: readNofile('self') ?? null })}\n`,

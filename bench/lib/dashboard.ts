@@ -44,7 +44,7 @@ export interface BenchGateway {
 }
 
 /**
- * Starts the gateway (bench/lib/dashboard-gateway-child.ts): anonymous MQTT on 127.0.0.1, no
+ * Starts the gateway (bench/gateway-child.ts): anonymous MQTT on 127.0.0.1, no
  * InfluxDB, no flap damping (every status change the benchmark sends is one the page must draw),
  * the bench user, `push` as given.
  */
@@ -73,7 +73,7 @@ export async function startDashboardGateway(opts: {
       dataDir: join(opts.dir, 'gateway-data'),
     },
   };
-  const child = spawnTs(`${REPO}/bench/lib/dashboard-gateway-child.ts`, {
+  const child = spawnTs(`${REPO}/bench/gateway-child.ts`, {
     label: 'gateway',
     env: { ...process.env, GS_BENCH_CONFIG: JSON.stringify(config), ...(opts.dashboardDir ? { GS_BENCH_DASHBOARD_DIR: opts.dashboardDir } : {}) },
     ...(opts.nofile !== undefined ? { nofile: opts.nofile } : {}),
