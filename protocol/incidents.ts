@@ -76,7 +76,7 @@ export interface Incident {
   title: string;
   createdAt: number;
   updatedAt: number;
-  /** Device time of the first and latest signal. */
+  /** Gateway time the first and the latest signal arrived (correlation windows use it: device clocks drift). */
   firstSignalAt: number;
   lastSignalAt: number;
   signalCount: number;
