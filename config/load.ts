@@ -91,6 +91,8 @@ const PATH_KEYS = [
   'gateway.mqtt.credentialsFile',
   'gateway.mqtt.tls.certFile',
   'gateway.mqtt.tls.keyFile',
+  'gateway.mqtt.external.passwordFile',
+  'gateway.mqtt.external.caFile',
   'gateway.spool.dir',
   'gateway.store.file',
   'agent.outboxFile',

@@ -353,6 +353,50 @@ export const GatewayConfig = Type.Object(
         ),
         /** MQTT over WebSocket on the HTTP port, at this path; null turns it off. */
         websocketPath: Type.Union([Type.String({ pattern: '^/[A-Za-z0-9/_-]*$' }), Type.Null()], { default: '/mqtt' }),
+        /**
+         * 'embedded': the gateway is the broker (aedes; host, port, tls, credentialsFile and
+         * websocketPath above apply). 'external': the gateway is a client of a broker cluster
+         * (EMQX, Mosquitto) and takes its share of device traffic through an MQTT 5 shared
+         * subscription; device auth and ACL are the broker's job then (docs/architecture.md).
+         */
+        mode: Type.Union([Type.Literal('embedded'), Type.Literal('external')], { default: 'embedded' }),
+        external: Type.Object(
+          {
+            /** mqtt://host:port or mqtts://host:port; required when mode is external. */
+            url: Type.Optional(Type.String({ pattern: '^mqtts?://[^\\s/?#]+/?$' })),
+            username: Type.Optional(Type.String({ minLength: 1 })),
+            password: Type.Optional(Type.String()),
+            /** A file holding the password (first line), relative to the config file; instead of `password`. */
+            passwordFile: Type.Optional(Type.String({ minLength: 1 })),
+            /** PEM CA bundle for an mqtts broker whose certificate a private CA signed; relative to the config file. */
+            caFile: Type.Optional(Type.String({ minLength: 1 })),
+            /** Instances with the same group split the device traffic ($share/<group>/...). */
+            shareGroup: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'greenshield' }),
+            /**
+             * Must be unique per instance and stable across its restarts (the broker keeps its
+             * session by it). Default: `gateway-<hostname>-<pid>` chosen at first start and kept
+             * in <dataDir>/mqtt-client-id.
+             */
+            clientId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' })),
+            /**
+             * How long the broker keeps this instance's session (its share of QoS1 messages
+             * queued) while it is away; 0 ends the session at disconnect.
+             */
+            sessionExpirySec: Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600, default: 3600 }),
+            /**
+             * QoS1 messages the broker may have in flight to this instance, unacknowledged (MQTT 5
+             * Receive Maximum). A message is acknowledged once it is in the spool, so a slow disk
+             * or a full spool stops the broker sending rather than filling memory.
+             */
+            receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 1000 }),
+            /** Reconnect back-off: first delay, doubling (with jitter) up to the max. */
+            reconnectMinMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 }),
+            reconnectMaxMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
+            /** Share device updates with the other instances so every dashboard sees every device (cluster fan-out). */
+            fanout: Type.Boolean({ default: true }),
+          },
+          { ...strict, default: {} },
+        ),
       },
       { ...strict, default: {} },
     ),

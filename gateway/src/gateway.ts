@@ -4,6 +4,10 @@
  *
  *   broker --(authorizePublish)--> ingest --bus--> registry --bus--> push (WebSocket)
  *                                             \--> storage (InfluxDB)
+ *
+ * The broker is the embedded aedes (gateway.mqtt.mode 'embedded') or a client of an external
+ * broker cluster ('external', broker/external.ts); then cluster/fanout.ts shares device updates
+ * with the other instances.
  */
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -18,6 +22,9 @@ import { AuthService } from './auth/auth.js';
 import { BroadcastService } from './broadcast/service.js';
 import { fireDangerTemplateValues } from './broadcast/templates.js';
 import { EmbeddedBroker } from './broker/broker.js';
+import { ExternalBroker } from './broker/external.js';
+import type { GatewayBroker } from './broker/types.js';
+import { ClusterFanout } from './cluster/fanout.js';
 import { SqliteStore } from './store/sqlite.js';
 import { Bus } from './bus.js';
 import { buildHttp } from './http/server.js';
@@ -58,12 +65,18 @@ export interface Gateway {
    * Progress comes back as `ack` facts on the bus. Rejects a command that breaks the contract.
    */
   sendCommand(deviceId: string, command: DeviceCommand): Promise<void>;
-  /** Valid after start(). */
-  readonly mqttPort: number;
-  /** The mqtts port; null when gateway.mqtt.tls.port is not set. */
+  /** The broker this instance takes device traffic from, embedded or external. */
+  readonly broker: GatewayBroker;
+  /**
+   * The embedded broker's MQTT port, valid after start(); null in external broker mode (the
+   * gateway listens for no MQTT client then: devices connect to the external broker).
+   */
+  readonly mqttPort: number | null;
+  /** The mqtts port; null when gateway.mqtt.tls.port is not set or the broker is external. */
   readonly mqttTlsPort: number | null;
   readonly httpPort: number;
   readonly httpUrl: string;
+  /** Where devices connect: the embedded broker's URL, or the external broker's (without credentials). */
   readonly mqttUrl: string;
 }
 
@@ -78,7 +91,13 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
   const ingest = new Ingest({ log: log.child({ module: 'ingest' }), bus, metrics, registry });
   const storage = new StorageService({ config: gw, log: log.child({ module: 'storage' }), bus, metrics, registry }, opts.storageTarget);
   const hub = new PushHub({ config: gw, siteId: config.site.id, log: log.child({ module: 'push' }), bus, metrics, registry, writer: storage.writer });
-  const broker = new EmbeddedBroker({ config: gw, log: log.child({ module: 'broker' }), metrics, ingest, durability: storage.writer, devices: registry });
+  const brokerLog = log.child({ module: 'broker' });
+  const external = gw.mqtt.mode === 'external' ? new ExternalBroker({ config: gw, log: brokerLog, metrics, ingest, durability: storage.writer }) : undefined;
+  const broker: GatewayBroker = external ?? new EmbeddedBroker({ config: gw, log: brokerLog, metrics, ingest, durability: storage.writer, devices: registry });
+  const fanout =
+    external && gw.mqtt.external.fanout
+      ? new ClusterFanout({ config: gw, log: log.child({ module: 'cluster' }), bus, metrics, registry, hub, link: external })
+      : undefined;
   const store = new SqliteStore(gw.store.file ?? `${gw.dataDir}/greenshield.sqlite`);
   const auth = new AuthService({ config: gw.auth, store, log: log.child({ module: 'auth' }) });
   const siteMap = SiteMap.fromFile(config.site.geojson, ledger);
@@ -123,6 +142,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
     siteMap,
     broadcasts,
     video,
+    broker,
     get mqttPort() {
       return broker.port;
     },
@@ -136,7 +156,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       return `http://${hostFor(gw.http.host)}:${httpPort}`;
     },
     get mqttUrl() {
-      return `mqtt://${hostFor(gw.mqtt.host)}:${broker.port}`;
+      return broker.url;
     },
     async start() {
       auth.seed();
@@ -154,6 +174,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
         await storage.stop();
         throw err;
       }
+      fanout?.start();
       // After the broker: resumed broadcast jobs may send at once.
       broadcasts.start();
       video.start();
@@ -182,6 +203,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
     async stop() {
       // Stop taking data first, then flush what was taken.
       await broker.stop();
+      fanout?.stop();
       broadcasts.stop();
       alerts.stop();
       // Before the HTTP server: viewers are told the gateway is going away and every ffmpeg is stopped.

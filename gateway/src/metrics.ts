@@ -66,6 +66,33 @@ export function createMetrics() {
       registers: [registry],
     }),
     mqttClients: new Gauge({ name: 'gs_mqtt_clients', help: 'Connected MQTT clients', registers: [registry] }),
+    mqttBrokerConnected: new Gauge({
+      name: 'gs_mqtt_broker_connected',
+      help: 'External broker mode: 1 while connected and subscribed to the broker, else 0',
+      registers: [registry],
+    }),
+    mqttBrokerDisconnects: new Counter({
+      name: 'gs_mqtt_broker_disconnects_total',
+      help: 'External broker mode: connections to the broker lost, and connection attempts that failed',
+      registers: [registry],
+    }),
+    mqttBrokerInflight: new Gauge({
+      name: 'gs_mqtt_broker_inflight',
+      help: 'External broker mode: messages received and not yet acknowledged (waiting for the spool)',
+      registers: [registry],
+    }),
+    clusterMessages: new Counter({
+      name: 'gs_cluster_messages_total',
+      help: 'Cluster fan-out messages between gateway instances, by direction (sent, received, rejected) and kind (delta, snapshot, hello)',
+      labelNames: ['direction', 'kind'] as const,
+      registers: [registry],
+    }),
+    clusterDeviceUpdates: new Counter({
+      name: 'gs_cluster_device_updates_total',
+      help: 'Device updates from other gateway instances applied to this registry (a change here) or ignored (nothing new)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
     wsClients: new Gauge({ name: 'gs_ws_clients', help: 'Connected dashboard WebSocket clients', registers: [registry] }),
     devicesByStatus: new Gauge({
       name: 'gs_devices',

@@ -10,5 +10,5 @@ import { CONFIG_DIR } from './gateway.js';
 const { config } = resolveConfig(JSON.parse(process.argv[2] ?? '{}') as unknown, { source: 'argv', baseDir: CONFIG_DIR });
 const gateway = buildGateway(config, { log: createLogger(config.log.level) });
 await gateway.start();
-process.stdout.write(`${JSON.stringify({ mqttPort: gateway.mqttPort, httpPort: gateway.httpPort, pid: process.pid })}\n`);
+process.stdout.write(`${JSON.stringify({ mqttPort: gateway.mqttPort, httpPort: gateway.httpPort, mqttUrl: gateway.mqttUrl, pid: process.pid })}\n`);
 process.on('SIGTERM', () => void gateway.stop().then(() => process.exit(0)));

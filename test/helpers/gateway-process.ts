@@ -17,18 +17,19 @@ export async function spawnGateway(configDoc: unknown): Promise<GatewayProcess> 
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const lines = createInterface({ input: child.stdout! });
-  const ready = await new Promise<{ mqttPort: number; httpPort: number }>((resolve, reject) => {
+  const ready = await new Promise<{ mqttPort: number | null; httpPort: number; mqttUrl: string }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('gateway child did not start in 30 s')), 30_000);
     child.once('exit', (code) => reject(new Error(`gateway child exited with ${code}`)));
     lines.on('line', (line) => {
       if (!line.startsWith('{"mqttPort"')) return;
       clearTimeout(timer);
-      resolve(JSON.parse(line) as { mqttPort: number; httpPort: number });
+      resolve(JSON.parse(line) as { mqttPort: number | null; httpPort: number; mqttUrl: string });
     });
   });
   return {
     child,
-    mqttUrl: `mqtt://127.0.0.1:${ready.mqttPort}`,
+    // The embedded broker's port, or the external broker the child is a client of.
+    mqttUrl: ready.mqttPort === null ? ready.mqttUrl : `mqtt://127.0.0.1:${ready.mqttPort}`,
     httpUrl: `http://127.0.0.1:${ready.httpPort}`,
     async kill(signal) {
       if (child.exitCode !== null || child.signalCode !== null) return;

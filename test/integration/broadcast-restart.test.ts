@@ -78,7 +78,7 @@ describe('a gateway restart', () => {
     const scheduled = await create({ target: { type: 'poles', poles: [A] }, content: { type: 'clip', clipId: 'test-tone-01' }, schedule: { type: 'at', at: Date.now() + 4000 } });
     await waitFor(async () => (await get(first, waiting.id)).deliveries[0]!.state === 'done', { what: `${A} played` });
     expect((await get(first, waiting.id)).deliveries[1]).toMatchObject({ pole: B, state: 'queued', sends: 0 });
-    const port = first.mqttPort;
+    const port = first.mqttPort!; // embedded broker: always a port
     await first.close();
 
     // The new gateway: same store, same MQTT port; the agent reconnects on its own.

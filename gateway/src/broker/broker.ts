@@ -26,6 +26,7 @@ import type { Metrics } from '../metrics.js';
 import { clientIdMatches, mayPublish, maySubscribe, mayWill, principalName, type DeviceDirectory, type Principal } from './acl.js';
 import { loadCredentialsFile, type CredentialRecord } from './credentials.js';
 import { LogThrottle } from './log-throttle.js';
+import type { BrokerStatus, GatewayBroker } from './types.js';
 import { FailureLimiter, SecretVerifier } from './verifier.js';
 
 /** What the broker needs from storage so that a QoS1 PUBACK means "on disk" (the spool). */
@@ -62,7 +63,8 @@ const DEV: Principal = { kind: 'dev' };
 /** Log fields from client-chosen strings are cut short. */
 const clip = (s: string | undefined) => (s === undefined ? undefined : s.length > 80 ? `${s.slice(0, 80)}…` : s);
 
-export class EmbeddedBroker {
+export class EmbeddedBroker implements GatewayBroker {
+  readonly mode = 'embedded' as const;
   readonly #ctx: BrokerContext;
   #aedes: Aedes | undefined;
   #server: Server | undefined;
@@ -97,6 +99,19 @@ export class EmbeddedBroker {
   /** The mqtts port, or null when TLS is off. */
   get tlsPort(): number | null {
     return (this.#tlsServer?.address() as AddressInfo | null)?.port ?? null;
+  }
+
+  get ready(): boolean {
+    return this.#server?.listening === true;
+  }
+
+  get url(): string {
+    const h = this.#ctx.config.mqtt.host;
+    return `mqtt://${h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h}:${this.port}`;
+  }
+
+  status(): BrokerStatus {
+    return { mode: 'embedded', listening: this.ready, port: this.ready ? this.port : null, tlsPort: this.tlsPort, clients: this.#aedes?.connectedClients ?? 0 };
   }
 
   async start(): Promise<void> {

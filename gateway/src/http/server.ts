@@ -19,7 +19,7 @@ import type { Metrics } from '../metrics.js';
 import type { DeviceRegistry } from '../registry/registry.js';
 import type { SeriesWriter } from '../storage/writer.js';
 import type { PushHub } from '../push/hub.js';
-import type { EmbeddedBroker } from '../broker/broker.js';
+import type { GatewayBroker } from '../broker/types.js';
 import type { AuthService } from '../auth/auth.js';
 import type { OperationalStore } from '../store/store.js';
 import type { FireDangerService } from '../alerts/fire-danger.js';
@@ -41,7 +41,7 @@ export interface HttpContext {
   registry: DeviceRegistry;
   writer: SeriesWriter;
   hub: PushHub;
-  broker: EmbeddedBroker;
+  broker: GatewayBroker;
   startedAt: number;
   auth: AuthService;
   store: OperationalStore;
@@ -131,16 +131,17 @@ export async function buildHttp(ctx: HttpContext) {
   const viewer = { preHandler: requireRole('viewer') };
 
   // Readiness for a load balancer or orchestrator: 200 only when this instance can take work —
-  // the broker listens, the operational store answers and InfluxDB is reachable (or disabled).
+  // the broker listens (embedded) or this instance is connected and subscribed to the external
+  // broker, the operational store answers and InfluxDB is reachable (or disabled).
   // /health stays 200 while the process lives (liveness) and says what is degraded.
   app.get('/ready', async (_req, reply) => {
     const checks = {
-      broker: broker.port > 0,
+      broker: broker.ready,
       store: ctx.store.ping(),
       influx: writer.status.state !== 'down',
     };
     const ready = Object.values(checks).every(Boolean);
-    return reply.status(ready ? 200 : 503).send({ ready, checks, storage: writer.status });
+    return reply.status(ready ? 200 : 503).send({ ready, checks, storage: writer.status, mqtt: broker.status() });
   });
 
   app.get('/health', async () => {
@@ -151,10 +152,11 @@ export async function buildHttp(ctx: HttpContext) {
     const duplicates = (await metrics.duplicates.get()).values[0]?.value ?? 0;
     const storage = writer.status;
     return {
-      status: storage.state === 'down' ? 'degraded' : 'ok',
+      status: storage.state === 'down' || !broker.ready ? 'degraded' : 'ok',
       uptimeSec: Math.round((Date.now() - ctx.startedAt) / 1000),
       site: config.site.id,
-      mqtt: { port: broker.port, clients: (await metrics.mqttClients.get()).values[0]?.value ?? 0 },
+      // Embedded: { mode, listening, port, clients ... }; external: { mode, url, state, connected, inflight ... }.
+      mqtt: broker.status(),
       storage: { ...storage, bufferedPoints: writer.buffered },
       ingest: { received, rejected, duplicates },
       devices: { total: registry.size, byKind: registry.counts() },
@@ -226,7 +228,9 @@ export async function buildHttp(ctx: HttpContext) {
   app.get('/ws', { websocket: true, ...viewer }, (socket, req) => hub.attach(socket, req.user!));
   // MQTT over WebSocket for agents and browsers that cannot open a TCP port (docs/security.md).
   const mqttPath = gw.mqtt.websocketPath;
-  if (mqttPath !== null) app.get(mqttPath, { websocket: true }, (socket, req) => broker.attachWebSocket(socket, req.raw));
+  // Only the embedded broker takes MQTT clients itself; with an external broker they connect there.
+  const attachMqtt = broker.attachWebSocket?.bind(broker);
+  if (mqttPath !== null && attachMqtt) app.get(mqttPath, { websocket: true }, (socket, req) => attachMqtt(socket, req.raw));
 
   const dashboardDir = ctx.dashboardDir ?? DASHBOARD_DIR;
   if (existsSync(dashboardDir)) {

@@ -150,6 +150,38 @@ export class DeviceRegistry {
   }
 
   /**
+   * Applies what another gateway instance ingested (cluster fan-out, docs/architecture.md): the
+   * live view only — nothing goes on the bus, so it is not stored, alerted on or sent on again.
+   * Newer values win by device time, lastSeen by the latest; the peer's status is taken as it is
+   * (the peer damped it) from a `delta`, but from a `snapshot` (periodic, may be old) only for a
+   * device this instance has never heard. Returns what changed here, or undefined.
+   */
+  applyPeerUpdate(update: DeviceUpdate, from: 'delta' | 'snapshot'): DeviceUpdate | undefined {
+    const entry = this.#entries.get(update.id);
+    if (!entry) return undefined;
+    const { view } = entry;
+    const changed: DeviceUpdate = { id: view.id };
+    let any = false;
+    if (update.lastSeen !== undefined && update.lastSeen !== null && (view.lastSeen === null || update.lastSeen > view.lastSeen)) {
+      view.lastSeen = changed.lastSeen = update.lastSeen;
+      any = true;
+    }
+    if (update.values && typeof update.valuesTs === 'number' && (view.valuesTs === null || update.valuesTs > view.valuesTs)) {
+      view.values = changed.values = { ...view.values, ...update.values };
+      view.valuesTs = changed.valuesTs = update.valuesTs;
+      any = true;
+    }
+    const heardHere = entry.statusTs > 0 || entry.changedAt !== Number.NEGATIVE_INFINITY;
+    if (update.status && update.status !== view.status && (from === 'delta' || !heardHere)) {
+      view.status = changed.status = update.status;
+      entry.changedAt = this.#now();
+      entry.held = undefined;
+      any = true;
+    }
+    return any ? changed : undefined;
+  }
+
+  /**
    * Marks devices silent past their kind's timeout as offline and applies status changes that flap
    * damping held back. Called on a timer.
    */
