@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the system programs the tests use are present: influxd (InfluxDB 1.x), mosquitto and
-# its clients, ffmpeg, chromium, mbpoll (an independent Modbus client, GPL, tests only) and a CJK
-# font for the dashboard's screenshots. As root it installs the
+# its clients, ffmpeg, chromium, mbpoll (an independent Modbus client, GPL, tests only), a CJK
+# font for the dashboard's screenshots, docker-compose (validates the compose files without an
+# engine) and erl (Erlang's parser reads the generated EMQX acl.conf as EMQX does). As root it installs the
 # missing ones from Debian's packages; otherwise it prints the exact command and fails.
 set -euo pipefail
 
@@ -11,6 +12,8 @@ declare -A need=(
   [ffmpeg]=ffmpeg
   [chromium]=chromium
   [mbpoll]=mbpoll
+  [docker-compose]=docker-compose
+  [erl]=erlang-base
 )
 # mosquitto lives in /usr/sbin, which is not on every PATH.
 [ -x /usr/sbin/mosquitto ] || need[__mosquitto]=mosquitto

@@ -12,7 +12,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseLedgerCsv } from '../../config/ledger.js';
-import { loadCredentialsFile, verifySecret } from '../../gateway/src/broker/credentials.js';
+import { loadCredentialsFile, verifyBrokerSecret, verifySecret } from '../../gateway/src/broker/credentials.js';
 import { REPO, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 
 const CLI = join(REPO, 'gateway/src/broker/credentials-cli.ts');
@@ -78,6 +78,9 @@ describe('npm run credentials', () => {
     const [record] = loadCredentialsFile(file) ?? [];
     expect(record).toMatchObject({ username: 'agent-a', kind: 'agent' });
     expect(await verifySecret(Buffer.from(secret), record?.hash ?? '')).toBe(true);
+    // The same secret hashed for an external broker (Mosquitto, EMQX: npm run broker-config).
+    expect(record?.brokerHash).toMatch(/^pbkdf2-sha512\$4096\$[A-Za-z0-9_-]{12}\$/);
+    expect(await verifyBrokerSecret(Buffer.from(secret), record?.brokerHash ?? '')).toBe(true);
 
     // The gateway notices the new file (polled every 2 s) without a restart.
     await waitFor(() => reloads() >= 1, { what: 'credentials reloaded' });

@@ -1,6 +1,8 @@
 /**
  * `npm run credentials -- <command>`: manages the broker's credentials file. Secrets are
- * generated here, printed once (stdout, so they can be captured) and stored only as scrypt hashes.
+ * generated here, printed once (stdout, so they can be captured) and stored only as hashes: scrypt
+ * for the embedded broker, and PBKDF2-SHA512 of the same secret for an external broker (Mosquitto,
+ * EMQX; `npm run broker-config`). The secret itself exists only in this process and on stdout.
  *
  *   add <username> [--kind agent|device] [--replace]   new principal (or, with --replace, a new secret)
  *   remove <username>                                  the gateway closes its connections within seconds
@@ -17,6 +19,7 @@ import { isValidId } from '../../../protocol/topics.js';
 import {
   generateSecret,
   hashSecret,
+  hashSecretForBroker,
   loadCredentialsFile,
   PRINCIPAL_KINDS,
   writeCredentialsFile,
@@ -78,7 +81,8 @@ async function main(argv: string[]): Promise<void> {
       const existing = records.findIndex((r) => r.username === username);
       if (existing >= 0 && !values.replace) throw new Refused(`"${username}" already exists in ${file}; pass --replace to issue a new secret (the old one stops working)`);
       const secret = generateSecret();
-      const record: CredentialRecord = { username, kind: kind as PrincipalKind, hash: await hashSecret(secret) };
+      const [hash, brokerHash] = await Promise.all([hashSecret(secret), hashSecretForBroker(secret)]);
+      const record: CredentialRecord = { username, kind: kind as PrincipalKind, hash, brokerHash };
       if (existing >= 0) records[existing] = record;
       else records.push(record);
       writeCredentialsFile(file, records);

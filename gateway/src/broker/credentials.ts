@@ -7,8 +7,14 @@
  *     - username: agent-chashan          # an agent id from the ledger's `agent` column, or a device id
  *       kind: agent                      # agent | device
  *       hash: scrypt$16384$8$1$<salt base64>$<key base64>
+ *       brokerHash: pbkdf2-sha512$4096$<salt>$<key base64>   # optional: for an external broker
+ *
+ * `brokerHash` is the same secret hashed the way Mosquitto and EMQX can check it (they do not know
+ * scrypt); `npm run broker-config` turns it into their password files. Files written before it
+ * existed load as they are; such principals need a new secret (`add --replace`) before they can
+ * connect through an external broker.
  */
-import { parseHash } from '../security/secrets.js';
+import { parseBrokerHash, parseHash } from '../security/secrets.js';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ConfigError } from '../../../config/load.js';
@@ -22,9 +28,12 @@ export interface CredentialRecord {
   kind: PrincipalKind;
   /** `scrypt$N$r$p$saltB64$hashB64` */
   hash: string;
+  /** `pbkdf2-sha512$iterations$salt$keyB64`, the same secret for an external broker; absent in older files. */
+  brokerHash?: string;
 }
 
 export { SCRYPT, generateSecret, hashSecret, parseHash, verifySecret, type ScryptHash } from '../security/secrets.js';
+export { BROKER_PBKDF2, hashSecretForBroker, parseBrokerHash, verifyBrokerSecret, type BrokerHash } from '../security/secrets.js';
 
 /** A bad credentials file: stops the gateway at start (exit 2, like a bad config), one line per problem. */
 export class CredentialsError extends ConfigError {
@@ -54,13 +63,16 @@ export function parseCredentials(doc: unknown): { records: CredentialRecord[]; p
     }
     const entry = item as Record<string, unknown>;
     const before = problems.length;
-    for (const key of Object.keys(entry)) if (!['username', 'kind', 'hash'].includes(key)) problems.push(`${at}.${key}: unknown key`);
-    const { username, kind, hash } = entry;
+    for (const key of Object.keys(entry)) if (!['username', 'kind', 'hash', 'brokerHash'].includes(key)) problems.push(`${at}.${key}: unknown key`);
+    const { username, kind, hash, brokerHash } = entry;
     if (typeof username !== 'string' || !isValidId(username)) {
       problems.push(`${at}.username: must be an agent or device id (letters, digits, '_', '.', '-'; max 64)`);
     }
     if (typeof kind !== 'string' || !(PRINCIPAL_KINDS as readonly string[]).includes(kind)) problems.push(`${at}.kind: must be one of ${PRINCIPAL_KINDS.join(', ')}`);
     if (typeof hash !== 'string' || !parseHash(hash)) problems.push(`${at}.hash: must be a scrypt$N$r$p$salt$hash string (write it with \`npm run credentials\`)`);
+    if (brokerHash !== undefined && (typeof brokerHash !== 'string' || !parseBrokerHash(brokerHash))) {
+      problems.push(`${at}.brokerHash: must be a pbkdf2-sha512$iterations$salt$hash string (write it with \`npm run credentials\`)`);
+    }
     if (problems.length > before) return;
     const name = username as string;
     const first = seen.get(name);
@@ -69,7 +81,9 @@ export function parseCredentials(doc: unknown): { records: CredentialRecord[]; p
       return;
     }
     seen.set(name, i);
-    records.push({ username: name, kind: kind as PrincipalKind, hash: hash as string });
+    const record: CredentialRecord = { username: name, kind: kind as PrincipalKind, hash: hash as string };
+    if (typeof brokerHash === 'string') record.brokerHash = brokerHash;
+    records.push(record);
   });
   return { records, problems };
 }
@@ -99,10 +113,16 @@ export function loadCredentialsFile(file: string): CredentialRecord[] | undefine
 
 const HEADER = `# GreenShield MQTT credentials. Written by \`npm run credentials\`; holds scrypt hashes only,
 # never secrets. Keep it readable by the gateway alone (mode 0600). See docs/security.md.
+# brokerHash (PBKDF2) is for an external broker: \`npm run broker-config\` (docs/operations.md).
 `;
 
 export function credentialsToYaml(records: readonly CredentialRecord[]): string {
-  return HEADER + stringifyYaml({ principals: records.map(({ username, kind, hash }) => ({ username, kind, hash })) });
+  return (
+    HEADER +
+    stringifyYaml({
+      principals: records.map(({ username, kind, hash, brokerHash }) => (brokerHash === undefined ? { username, kind, hash } : { username, kind, hash, brokerHash })),
+    })
+  );
 }
 
 /** Replaces the file atomically (write + rename), readable by its owner only. */
