@@ -130,7 +130,11 @@ function loadFigures(r: LoadResult) {
 async function runBare(withConsumer: boolean) {
   const label = withConsumer ? 'bare' : 'bare-nosub';
   phase(withConsumer ? 'bare aedes broker + QoS1 consumer' : 'bare aedes broker, no subscriber (ingress only)');
-  const child = spawnTs(`${REPO}/bench/bare-broker-child.ts`, { nofile: devices + 1024, label });
+  const child = spawnTs(`${REPO}/bench/bare-broker-child.ts`, {
+    nofile: devices + 1024,
+    label,
+    nodeFlags: process.env.GS_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [],
+  });
   const ready = await waitForLine(child, label, (m) => (m.ready ? (m as { pid: number; mqttPort: number; nofile: number | null }) : undefined), 30_000);
   if (ready.nofile !== null && ready.nofile < devices + 64) throw new Error(`the bare broker's open-file limit ${ready.nofile} is below ${devices} clients`);
   let crashed: string | null = null;
@@ -258,6 +262,9 @@ async function runGateway(influx: InfluxServer) {
   const child = spawnTs(`${REPO}/bench/gateway-child.ts`, {
     nofile: devices + 1024,
     label: 'gateway',
+    // GS_BENCH_NODE_FLAGS: V8/Node flags for the gateway and the bare broker alike (a fair ratio),
+    // e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile them.
+    nodeFlags: process.env.GS_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [],
     env: { ...process.env, GS_BENCH_CONFIG: JSON.stringify(config) },
   });
   const ready = await waitForLine(

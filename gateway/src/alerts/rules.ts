@@ -170,15 +170,13 @@ export class AlertRules {
     const { lowPercent, criticalPercent } = device.settings;
     let state = this.#tanks.get(device.id);
     if (!state) this.#tanks.set(device.id, (state = { band: null, falling: false, samples: [] }));
-    const signal = (kind: SignalKind, severity: Severity, value: number, clear = false) =>
-      this.#emit({ kind, device, ts, receivedAt, severity, bearingDeg: null, confidence: null, value, repeats: 0, clear });
 
     const wasAlarmed = state.band === null ? null : state.band !== 'ok' || state.falling;
     const prev = state.band;
     const band = nextBand(prev, level, lowPercent, criticalPercent, config.tank.hysteresisPercent);
     state.band = band;
-    if (band === 'critical' && prev !== 'critical') signal('tank_critical', 'critical', level);
-    else if (band === 'low' && (prev === 'ok' || prev === null)) signal('tank_low', 'warning', level);
+    if (band === 'critical' && prev !== 'critical') this.#tankSignal(device, ts, receivedAt, 'tank_critical', 'critical', level);
+    else if (band === 'low' && (prev === 'ok' || prev === null)) this.#tankSignal(device, ts, receivedAt, 'tank_low', 'warning', level);
 
     // Drain rate over the window: a leak, or water taken for something else.
     const windowMs = config.tank.fallWindowMin * 60_000;
@@ -191,7 +189,7 @@ export class AlertRules {
       const ratePerHour = ((first[1] - level) / spanMs) * 3_600_000;
       if (!state.falling && ratePerHour >= config.tank.fallRatePercentPerHour) {
         state.falling = true;
-        signal('tank_falling', 'warning', Math.round(ratePerHour * 10) / 10);
+        this.#tankSignal(device, ts, receivedAt, 'tank_falling', 'warning', Math.round(ratePerHour * 10) / 10);
       } else if (state.falling && ratePerHour < config.tank.fallRatePercentPerHour / 2) {
         state.falling = false;
       }
@@ -199,7 +197,12 @@ export class AlertRules {
 
     // Every condition gone (or the first reading after a restart is fine): the tank's open
     // incident, if any, closes itself.
-    if (wasAlarmed !== false && band === 'ok' && !state.falling) signal('tank_low', 'info', level, true);
+    if (wasAlarmed !== false && band === 'ok' && !state.falling) this.#tankSignal(device, ts, receivedAt, 'tank_low', 'info', level, true);
+  }
+
+  /** (A method, not a closure per reading: #onTankLevel runs for every tank reading.) */
+  #tankSignal(device: LedgerDevice, ts: number, receivedAt: number, kind: SignalKind, severity: Severity, value: number, clear = false): void {
+    this.#emit({ kind, device, ts, receivedAt, severity, bearingDeg: null, confidence: null, value, repeats: 0, clear });
   }
 
   // ---- availability -------------------------------------------------------------------------------

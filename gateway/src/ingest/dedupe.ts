@@ -4,7 +4,8 @@
  * duplicate. Memory is bounded: `window` entries per device that has sent anything.
  */
 export class RecentMessages {
-  readonly #seen = new Map<string, Map<number, number>>();
+  /** channel -> device -> seq -> ts (one map per channel: no key string built per message). */
+  readonly #seen = new Map<string, Map<string, Map<number, number>>>();
   readonly #window: number;
 
   constructor(window = 64) {
@@ -13,11 +14,13 @@ export class RecentMessages {
 
   /** Records the pair and returns true if it was already seen. */
   isDuplicate(deviceId: string, channel: string, seq: number, ts: number): boolean {
-    const key = `${deviceId}\u0000${channel}`;
-    let recent = this.#seen.get(key);
-    if (!recent) this.#seen.set(key, (recent = new Map()));
-    if (recent.get(seq) === ts) return true;
-    recent.delete(seq);
+    let devices = this.#seen.get(channel);
+    if (!devices) this.#seen.set(channel, (devices = new Map()));
+    let recent = devices.get(deviceId);
+    if (!recent) devices.set(deviceId, (recent = new Map()));
+    const seen = recent.get(seq);
+    if (seen === ts) return true;
+    if (seen !== undefined) recent.delete(seq);
     recent.set(seq, ts);
     if (recent.size > this.#window) {
       const oldest = recent.keys().next().value as number;

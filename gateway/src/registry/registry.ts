@@ -85,7 +85,9 @@ export class DeviceRegistry {
         // A replayed old reading (store-and-forward) must not overwrite a newer one. Values merge:
         // cameras and poles may report only the fields that changed.
         if (entry.view.valuesTs === null || message.ts >= entry.view.valuesTs) {
-          entry.view.values = { ...entry.view.values, ...(message.values as Record<string, TelemetryValue>) };
+          // Merged in place: a new object per reading lived until the next one and cost the GC
+          // (at 20,000 readings/s every one of them was promoted to the old generation).
+          mergeValues(entry.view.values, message.values as Record<string, TelemetryValue>);
           entry.view.valuesTs = message.ts;
           update.values = entry.view.values;
           update.valuesTs = message.ts;
@@ -240,5 +242,13 @@ export class DeviceRegistry {
     for (const [kind, byStatus] of Object.entries(this.counts())) {
       for (const [status, n] of Object.entries(byStatus)) g.set({ kind, status }, n);
     }
+  }
+}
+
+/** Copies `from` into `into`; never `__proto__` (a plain assignment of that key would set the prototype). */
+function mergeValues(into: Record<string, TelemetryValue>, from: Record<string, TelemetryValue>): void {
+  for (const key of Object.keys(from)) {
+    if (key === '__proto__') continue;
+    into[key] = from[key]!;
   }
 }

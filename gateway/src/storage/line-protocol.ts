@@ -11,25 +11,55 @@ const escapeString = (s: string) => `"${s.replace(/["\\]/g, (c) => `\\${c}`).rep
 
 /** One point as a line, without the trailing newline. Returns undefined if it has no valid field. */
 export function toLine(point: SeriesPoint): string | undefined {
-  let fields = '';
-  for (const [key, value] of Object.entries(point.fields)) {
+  return lineWithPrefix(linePrefix(point.measurement, point.tags), point.fields, point.ts);
+}
+
+/** `measurement,tag=v,…` (tags sorted, empty values left out): the part of a line a series repeats. */
+export function linePrefix(measurement: string, tags: Readonly<Record<string, string>>): string {
+  let line = escapeMeasurement(measurement);
+  for (const key of Object.keys(tags).sort()) {
+    const v = tags[key];
+    if (v === undefined || v === '') continue; // InfluxDB rejects empty tag values
+    line += `,${escapeKey(key)}=${escapeKey(v)}`;
+  }
+  return line;
+}
+
+// Field keys repeat on every point of a kind: escape each once. Bounded, since a device could
+// (within its schema) send keys we have never seen.
+const fieldKeys = new Map<string, string>();
+
+function fieldKey(key: string): string {
+  let escaped = fieldKeys.get(key);
+  if (escaped === undefined) {
+    escaped = escapeKey(key);
+    if (fieldKeys.size >= 10_000) fieldKeys.clear();
+    fieldKeys.set(key, escaped);
+  }
+  return escaped;
+}
+
+/**
+ * A line from its series prefix (see linePrefix; callers cache it per device), its fields and
+ * its time. Returns undefined if no field is valid.
+ */
+export function lineWithPrefix(prefix: string, fields: Readonly<Record<string, number | string | boolean>>, ts: number): string | undefined {
+  let out = '';
+  for (const key of Object.keys(fields)) {
+    const value = fields[key];
     let encoded: string;
     if (typeof value === 'number') {
       if (!Number.isFinite(value)) continue;
       encoded = String(value); // no `i` suffix: a float, whether or not it is whole
     } else if (typeof value === 'boolean') {
       encoded = value ? 'true' : 'false';
-    } else {
+    } else if (typeof value === 'string') {
       encoded = escapeString(value);
+    } else {
+      continue;
     }
-    fields += `${fields === '' ? '' : ','}${escapeKey(key)}=${encoded}`;
+    out += `${out === '' ? ' ' : ','}${fieldKey(key)}=${encoded}`;
   }
-  if (fields === '') return undefined;
-  let line = escapeMeasurement(point.measurement);
-  for (const key of Object.keys(point.tags).sort()) {
-    const v = point.tags[key];
-    if (v === undefined || v === '') continue; // InfluxDB rejects empty tag values
-    line += `,${escapeKey(key)}=${escapeKey(v)}`;
-  }
-  return `${line} ${fields} ${Math.trunc(point.ts)}`;
+  if (out === '') return undefined;
+  return `${prefix}${out} ${Math.trunc(ts)}`;
 }

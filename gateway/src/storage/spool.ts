@@ -14,7 +14,7 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, fstatSync, ftruncateSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
+import type { WriterLog } from './types.js';
 
 export interface SpoolCursor {
   seg: number;
@@ -33,7 +33,7 @@ export interface SpoolOptions {
   fsync: boolean;
   commitIntervalMs: number;
   segmentBytes?: number;
-  log: Logger;
+  log: WriterLog;
   /** Called after each commit with its duration (s) and size (bytes). */
   onCommit?: (seconds: number, bytes: number) => void;
 }
@@ -72,6 +72,7 @@ export class Spool {
   #writer: FileHandle | undefined;
   #pending: string[] = [];
   #pendingBytes = 0;
+  #pendingLines = 0;
   #group: Group = newGroup();
   #committing: Promise<void> | undefined;
   /** The group being written now; its waiters learn whether it reached the disk. */
@@ -147,7 +148,18 @@ export class Spool {
     const text = `${line}\n`;
     this.#pending.push(text);
     this.#pendingBytes += Buffer.byteLength(text);
+    this.#pendingLines++;
     this.#unackedLines++;
+    this.#scheduleCommit();
+  }
+
+  /** Appends `lines` newline-terminated lines at once (a batch another thread already joined). */
+  appendChunk(text: string, lines: number): void {
+    if (lines <= 0) return;
+    this.#pending.push(text);
+    this.#pendingBytes += Buffer.byteLength(text);
+    this.#pendingLines += lines;
+    this.#unackedLines += lines;
     this.#scheduleCommit();
   }
 
@@ -253,12 +265,13 @@ export class Spool {
   #commit(): Promise<void> {
     if (this.#pending.length === 0 || !this.#writer) return Promise.resolve();
     const group = this.#group;
-    const lines = this.#pending.length;
+    const lines = this.#pendingLines;
     const chunk = Buffer.from(this.#pending.join(''));
     this.#inflightGroup = group;
     this.#group = newGroup();
     this.#pending = [];
     this.#pendingBytes = 0;
+    this.#pendingLines = 0;
     const writer = this.#writer;
     const seg = this.#segments.at(-1)!;
     const started = performance.now();
@@ -337,7 +350,7 @@ function fstatSizeOf(path: string): number {
 }
 
 /** A crash mid-write can leave a partial last line; it was never acknowledged, so it goes. */
-function trimTornTail(path: string, size: number, log: Logger): number {
+function trimTornTail(path: string, size: number, log: WriterLog): number {
   if (size === 0) return 0;
   const fd = openSync(path, 'r+');
   try {

@@ -6,15 +6,16 @@
  *   device_status tags device/kind, field status ('online'|'offline'|'unknown'), time = gateway time
  */
 import type { Logger } from 'pino';
-import type { GatewayConfig, InfluxConfig } from '../../../config/schema.js';
+import type { GatewayConfig } from '../../../config/schema.js';
 import type { LedgerDevice } from '../../../config/ledger.js';
 import type { Bus } from '../bus.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceRegistry } from '../registry/registry.js';
-import { InfluxV1Target } from './influx-v1.js';
-import { InfluxV2Target } from './influx-v2.js';
-import type { SeriesPoint, SeriesTarget } from './types.js';
-import { SeriesWriter } from './writer.js';
+import { createTarget } from './target.js';
+import { linePrefix, lineWithPrefix } from './line-protocol.js';
+import type { SeriesPoint, SeriesTarget, SeriesWriter, StorageStatus } from './types.js';
+import { WorkerSeriesWriter } from './worker-writer.js';
+import { InlineSeriesWriter } from './writer.js';
 
 export interface StorageContext {
   config: GatewayConfig;
@@ -25,11 +26,6 @@ export interface StorageContext {
   now?: () => number;
 }
 
-/** `api: 'v2'` (InfluxDB 2.x/3.x) throws here when org, bucket or token is missing, so the gateway does not start. */
-function createTarget(influx: InfluxConfig): SeriesTarget {
-  return influx.api === 'v2' ? new InfluxV2Target(influx) : new InfluxV1Target(influx);
-}
-
 function deviceTags(device: LedgerDevice): Record<string, string> {
   return { device: device.id, grid: device.grid, community: device.community };
 }
@@ -38,13 +34,26 @@ export class StorageService {
   readonly writer: SeriesWriter;
   readonly #ctx: StorageContext;
   readonly #off: Array<() => void> = [];
+  /** Per device: the line prefix of its telemetry series (measurement and tags never change). */
+  readonly #prefixes = new WeakMap<LedgerDevice, string>();
 
+  /**
+   * `target`: an injected target runs the writer inline (benchmarks of the ingest path); null
+   * turns storage off. Otherwise the writer runs in a worker thread with its own connection.
+   */
   constructor(ctx: StorageContext, target?: SeriesTarget | null) {
     this.#ctx = ctx;
     const influx = ctx.config.influx;
-    const t = target !== undefined ? target : influx.enabled ? createTarget(influx) : null;
     const spool = { ...ctx.config.spool, dir: ctx.config.spool.dir ?? `${ctx.config.dataDir}/spool` };
-    this.writer = new SeriesWriter({ config: influx, spool, log: ctx.log, bus: ctx.bus, metrics: ctx.metrics, target: t });
+    const log = ctx.log;
+    const onStatus = (status: StorageStatus) => ctx.bus.emit('storageStatus', status);
+    if (target !== undefined || !influx.enabled) {
+      this.writer = new InlineSeriesWriter({ config: influx, spool, log, onStatus, metrics: ctx.metrics, target: target ?? null });
+    } else {
+      // Built here for queries (and so a bad v2 config fails now); the worker makes its own for writes.
+      const queryTarget = createTarget(influx);
+      this.writer = new WorkerSeriesWriter({ config: influx, spool, log, onStatus, metrics: ctx.metrics, queryTarget });
+    }
   }
 
   async start(): Promise<void> {
@@ -52,12 +61,10 @@ export class StorageService {
     const now = this.#ctx.now ?? Date.now;
     this.#off.push(
       bus.on('telemetry', ({ device, message }) => {
-        this.writer.write({
-          measurement: device.kind,
-          tags: deviceTags(device),
-          fields: message.values as SeriesPoint['fields'],
-          ts: message.ts,
-        });
+        let prefix = this.#prefixes.get(device);
+        if (prefix === undefined) this.#prefixes.set(device, (prefix = linePrefix(device.kind, deviceTags(device))));
+        const line = lineWithPrefix(prefix, message.values as SeriesPoint['fields'], message.ts);
+        if (line !== undefined) this.writer.writeLine(line);
       }),
       bus.on('event', ({ device, message }) => {
         const fields: SeriesPoint['fields'] = { phase: message.phase, seq: message.seq };
@@ -67,13 +74,13 @@ export class StorageService {
         if (message.temperatureC !== undefined) fields.temperature_c = message.temperatureC;
         if (message.message) fields.message = message.message;
         if (message.source) fields.source = message.source;
-        this.writer.write({ measurement: 'device_event', tags: { ...deviceTags(device), type: message.type }, fields, ts: message.ts });
+        this.#write({ measurement: 'device_event', tags: { ...deviceTags(device), type: message.type }, fields, ts: message.ts });
       }),
       bus.on('deviceUpdate', (update) => {
         if (!update.status) return;
         const device = registry.get(update.id);
         if (!device) return;
-        this.writer.write({
+        this.#write({
           measurement: 'device_status',
           tags: { device: device.id, kind: device.kind },
           fields: { status: update.status },
@@ -82,6 +89,11 @@ export class StorageService {
       }),
     );
     await this.writer.start();
+  }
+
+  #write(point: SeriesPoint): void {
+    const line = lineWithPrefix(linePrefix(point.measurement, point.tags), point.fields, point.ts);
+    if (line !== undefined) this.writer.writeLine(line);
   }
 
   async stop(): Promise<void> {

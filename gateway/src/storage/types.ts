@@ -42,3 +42,50 @@ export interface SeriesTarget {
 }
 
 export type { StorageStatus };
+
+/** What the rest of the gateway sees of the writer, wherever it runs (worker thread or inline). */
+export interface SeriesWriter {
+  readonly status: StorageStatus;
+  /** Points accepted and not yet in InfluxDB. */
+  readonly buffered: number;
+  /** True when the spool is at its disk cap: new points must be refused. */
+  readonly full: boolean;
+  start(): Promise<void>;
+  /** Appends one line of line protocol (no newline); durable with the next group commit. */
+  writeLine(line: string): void;
+  /** Resolves when every line written so far is on disk; undefined if nothing is pending. */
+  barrier(): Promise<void> | undefined;
+  /**
+   * Calls `cb` once every line written so far is on disk, or with the error if that failed;
+   * returns false (and never calls it) when nothing is pending. Same as barrier() without a
+   * promise per caller: the broker calls it for every QoS1 publish.
+   */
+  whenDurable(cb: (err?: Error) => void): boolean;
+  query(q: SeriesQuery): Promise<Array<[number, number]>>;
+  /** Commits what is pending and gives InfluxDB a few seconds to take what is waiting. */
+  stop(): Promise<void>;
+}
+
+/** The logging the writer and the spool need: satisfied by pino, and by the worker's forwarder. */
+export interface WriterLog {
+  debug: WriterLogFn;
+  info: WriterLogFn;
+  warn: WriterLogFn;
+  error: WriterLogFn;
+  child(bindings: Record<string, unknown>): WriterLog;
+}
+export interface WriterLogFn {
+  (obj: object, msg?: string): void;
+  (msg: string): void;
+}
+
+/** The writer's metrics; in the worker they are forwarded to the gateway's registry. */
+export interface WriterMetrics {
+  spoolCommitSeconds: { observe(v: number): void };
+  writeLatency: { observe(v: number): void };
+  pointsWritten: { inc(n?: number): void };
+  pointsDropped: { inc(n?: number): void };
+  writeErrors: { inc(n?: number): void };
+  bufferedPoints: { set(v: number): void };
+  spoolBytes: { set(v: number): void };
+}

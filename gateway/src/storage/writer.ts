@@ -5,29 +5,39 @@
  * full or when its oldest line has waited `flushIntervalMs`. A failed write is retried with
  * exponential back-off from the same position, so order is kept and nothing is skipped; lines
  * InfluxDB itself refuses (bad data) are counted and passed over, since retrying cannot help.
- * Status changes ('ok' / 'down') go onto the bus so the dashboard can say so.
+ * Status changes ('ok' / 'down') are reported through `onStatus`.
+ *
+ * The gateway runs this class in a worker thread (worker-writer.ts, writer-worker.ts), so that
+ * spool commits and InfluxDB writes neither take the ingest thread's time nor wait for it; it
+ * runs inline only with an injected target (benchmarks of the ingest path) or with storage off.
  */
-import type { Logger } from 'pino';
 import type { GatewayConfig, InfluxConfig } from '../../../config/schema.js';
-import type { Bus } from '../bus.js';
-import type { Metrics } from '../metrics.js';
 import { toLine } from './line-protocol.js';
 import { Spool } from './spool.js';
-import { RejectedWriteError, type SeriesPoint, type SeriesQuery, type SeriesTarget, type StorageStatus } from './types.js';
+import {
+  RejectedWriteError,
+  type SeriesPoint,
+  type SeriesQuery,
+  type SeriesTarget,
+  type SeriesWriter,
+  type StorageStatus,
+  type WriterLog,
+  type WriterMetrics,
+} from './types.js';
 
 export interface WriterContext {
   config: InfluxConfig;
   spool: GatewayConfig['spool'] & { dir: string };
-  log: Logger;
-  bus: Bus;
-  metrics: Metrics;
+  log: WriterLog;
+  onStatus: (status: StorageStatus) => void;
+  metrics: WriterMetrics;
   target: SeriesTarget | null;
 }
 
 const MAX_BACKOFF_MS = 30_000;
 const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 
-export class SeriesWriter {
+export class InlineSeriesWriter implements SeriesWriter {
   readonly #ctx: WriterContext;
   readonly #spool: Spool | undefined;
   #flushTimer: NodeJS.Timeout | undefined;
@@ -95,12 +105,32 @@ export class SeriesWriter {
 
   /** Appends a point to the spool; it becomes durable with the next group commit (see barrier). */
   write(point: SeriesPoint): void {
+    const line = toLine(point);
+    if (line !== undefined) this.writeLine(line);
+  }
+
+  writeLine(line: string): void {
     const spool = this.#spool;
     if (!spool || this.#stopped) return;
-    const line = toLine(point);
-    if (line === undefined) return;
     spool.append(line);
-    this.#ctx.metrics.bufferedPoints.set(spool.backlog);
+    this.#appended();
+  }
+
+  /** Appends `lines` newline-terminated lines joined by the caller (the worker's input). */
+  appendChunk(text: string, lines: number): void {
+    const spool = this.#spool;
+    if (!spool || this.#stopped) return;
+    spool.appendChunk(text, lines);
+    this.#appended();
+  }
+
+  /** Spool bytes on disk or about to be. */
+  get bytes(): number {
+    return this.#spool?.bytes ?? 0;
+  }
+
+  #appended(): void {
+    this.#ctx.metrics.bufferedPoints.set(this.#spool?.backlog ?? 0);
     if (!this.#flushTimer && !this.#retryTimer && !this.#draining) {
       this.#flushTimer = setTimeout(() => this.#kick(), this.#ctx.config.flushIntervalMs);
     }
@@ -109,6 +139,13 @@ export class SeriesWriter {
   /** Resolves when every point written so far is on disk; undefined if nothing is pending. */
   barrier(): Promise<void> | undefined {
     return this.#spool?.barrier();
+  }
+
+  whenDurable(cb: (err?: Error) => void): boolean {
+    const barrier = this.barrier();
+    if (!barrier) return false;
+    barrier.then(() => cb(), (err: Error) => cb(err));
+    return true;
   }
 
   query(q: SeriesQuery): Promise<Array<[number, number]>> {
@@ -222,7 +259,10 @@ export class SeriesWriter {
       } else if (status.state === 'down' && prev.state === 'ok') {
         this.#ctx.log.warn({ url: status.url, err: status.message }, 'InfluxDB write failed; spooling to disk and retrying');
       }
-      this.#ctx.bus.emit('storageStatus', status);
     }
+    // The message matters too (/ready and /health show why storage is down).
+    if (prev.state !== status.state || prev.message !== status.message) this.#ctx.onStatus(status);
   }
 }
+
+export type { SeriesWriter } from './types.js';

@@ -1,0 +1,314 @@
+/**
+ * The writer as the rest of the gateway uses it, with the spool and the InfluxDB writes in a
+ * worker thread (writer-worker.ts). Why: at tens of thousands of messages per second the ingest
+ * thread (MQTT, validation, registry, alerts, WebSocket push) is the bottleneck; spool commits,
+ * spool reads and InfluxDB requests on that thread took its time, and InfluxDB writes queued
+ * behind a saturated event loop (the stored latency grew to tens of seconds). Now this thread
+ * only formats lines and gathers them for `commitIntervalMs`; the worker appends each batch,
+ * fsyncs, and answers.
+ *
+ * Durability is unchanged: `barrier()` resolves once the worker reports the batch holding every
+ * line written so far on disk, so a QoS1 PUBACK still means "in the spool". If the worker dies,
+ * every batch not yet reported on disk is refused (its publishers are not acknowledged and
+ * retry), and a new worker recovers the spool from disk.
+ *
+ * Messages, main -> worker: `append` {group, text, lines}, `stop`.
+ * Worker -> main: `started` | `startFailed`, `committed` | `commitFailed` {group}, `progress`
+ * (backlog, spool bytes, lines received), `status`, `metric`, `log`, `stopped`.
+ */
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { GatewayConfig, InfluxConfig } from '../../../config/schema.js';
+import type { SeriesQuery, SeriesTarget, SeriesWriter, StorageStatus, WriterMetrics } from './types.js';
+
+export interface WorkerInit {
+  config: InfluxConfig;
+  spool: GatewayConfig['spool'] & { dir: string };
+}
+
+export interface Progress {
+  /** Lines in the worker's spool not yet in InfluxDB. */
+  backlog: number;
+  /** Spool bytes on disk or being written. */
+  bytes: number;
+  /** Lines and characters received from the main thread so far (for what is still in transit). */
+  received: number;
+  receivedChars: number;
+}
+
+export type ToWorker = { t: 'append'; group: number; text: string; lines: number } | { t: 'stop' };
+
+export type FromWorker =
+  | { t: 'started'; status: StorageStatus; progress: Progress }
+  | { t: 'startFailed'; message: string }
+  | { t: 'committed'; group: number; progress: Progress }
+  | { t: 'commitFailed'; group: number; message: string; progress: Progress }
+  | { t: 'progress'; progress: Progress }
+  | { t: 'status'; status: StorageStatus }
+  | { t: 'metric'; name: 'spoolCommitSeconds' | 'writeLatency' | 'pointsWritten' | 'pointsDropped' | 'writeErrors'; value: number }
+  | { t: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; bindings: Record<string, unknown>; obj: object; msg: string | undefined }
+  | { t: 'stopped'; progress: Progress; error?: string };
+
+export interface WorkerWriterContext extends WorkerInit {
+  log: Logger;
+  onStatus: (status: StorageStatus) => void;
+  metrics: WriterMetrics;
+  /** Serves chart queries from this thread (they are few and want no hop). */
+  queryTarget: SeriesTarget;
+}
+
+/**
+ * One batch: its waiters are plain callbacks (one per QoS1 publish: cheaper than a promise
+ * reaction each), the promise is made only when someone asks for it.
+ */
+class Group {
+  #waiters: Array<(err?: Error) => void> = [];
+  #promise: Promise<void> | undefined;
+  #outcome: { err?: Error } | undefined;
+
+  get promise(): Promise<void> {
+    if (!this.#promise) {
+      this.#promise = new Promise<void>((resolve, reject) => this.wait((err) => (err ? reject(err) : resolve())));
+      this.#promise.catch(() => undefined); // the asker handles the failure; this only keeps it from counting as unhandled
+    }
+    return this.#promise;
+  }
+
+  wait(cb: (err?: Error) => void): void {
+    if (this.#outcome) cb(this.#outcome.err);
+    else this.#waiters.push(cb);
+  }
+
+  settle(err?: Error): void {
+    if (this.#outcome) return;
+    this.#outcome = err ? { err } : {};
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const cb of waiters) cb(err);
+  }
+}
+
+const newGroup = () => new Group();
+
+const WORKER_URL = new URL('./writer-worker.mjs', import.meta.url);
+const RESTART_DELAY_MS = 1000;
+const STOP_TIMEOUT_MS = 20_000;
+
+export class WorkerSeriesWriter implements SeriesWriter {
+  readonly #ctx: WorkerWriterContext;
+  #worker: Worker | undefined;
+  #status: StorageStatus;
+  /** Lines gathered for the next batch, newline-terminated (appending builds a rope: no join). */
+  #pendingText = '';
+  #pendingLines = 0;
+  #group: Group = newGroup();
+  #nextGroup = 1;
+  /** Batches sent to the worker and not yet reported on disk, in order. */
+  readonly #inflight = new Map<number, Group>();
+  #flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  #sentLines = 0;
+  #sentChars = 0;
+  #progress: Progress = { backlog: 0, bytes: 0, received: 0, receivedChars: 0 };
+  #stopping = false;
+  #stopped: ((p: Progress) => void) | undefined;
+  #restartTimer: NodeJS.Timeout | undefined;
+
+  constructor(ctx: WorkerWriterContext) {
+    this.#ctx = ctx;
+    this.#status = { state: 'down', url: ctx.queryTarget.url, message: 'connecting' };
+  }
+
+  get status(): StorageStatus {
+    return this.#status;
+  }
+
+  get buffered(): number {
+    return this.#progress.backlog + (this.#sentLines - this.#progress.received) + this.#pendingLines;
+  }
+
+  get full(): boolean {
+    // Characters stand in for bytes for what has not reached the spool yet (lines are ASCII but for string fields).
+    return this.#progress.bytes + (this.#sentChars - this.#progress.receivedChars) + this.#pendingText.length >= this.#ctx.spool.maxBytes;
+  }
+
+  async start(): Promise<void> {
+    // The worker logs the outcome (connected, or unreachable and spooling).
+    await this.#spawn();
+  }
+
+  writeLine(line: string): void {
+    if (this.#stopping) return;
+    this.#pendingText += line;
+    this.#pendingText += '\n';
+    this.#pendingLines++;
+    if (this.#flushTimer === undefined) {
+      const ms = this.#ctx.spool.commitIntervalMs;
+      this.#flushTimer = ms === 0 ? setImmediate(() => this.#flush()) : setTimeout(() => this.#flush(), ms);
+    }
+  }
+
+  barrier(): Promise<void> | undefined {
+    return this.#lastGroup()?.promise;
+  }
+
+  /**
+   * Calls `cb` once every line written so far is on disk (or with the error if that failed);
+   * false, without calling it, when nothing is pending. The broker's per-PUBACK path.
+   */
+  whenDurable(cb: (err?: Error) => void): boolean {
+    const group = this.#lastGroup();
+    if (!group) return false;
+    group.wait(cb);
+    return true;
+  }
+
+  #lastGroup(): Group | undefined {
+    if (this.#pendingLines > 0) return this.#group;
+    let last: Group | undefined;
+    for (const g of this.#inflight.values()) last = g;
+    return last;
+  }
+
+  query(q: SeriesQuery): Promise<Array<[number, number]>> {
+    return this.#ctx.queryTarget.query(q);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    clearTimeout(this.#restartTimer);
+    this.#flush();
+    const worker = this.#worker;
+    if (!worker) return;
+    const done = new Promise<Progress | undefined>((resolve) => {
+      this.#stopped = resolve;
+      worker.once('exit', () => resolve(undefined));
+      setTimeout(() => resolve(undefined), STOP_TIMEOUT_MS).unref();
+    });
+    worker.postMessage({ t: 'stop' } satisfies ToWorker);
+    await done;
+    this.#worker = undefined;
+    await worker.terminate();
+    this.#failInflight(new Error('storage stopped'));
+  }
+
+  /** Ends the worker thread as a crash would (fault tests); a new one takes over the spool. */
+  async terminateWorker(): Promise<void> {
+    await this.#worker?.terminate();
+  }
+
+  #flush(): void {
+    if (this.#flushTimer !== undefined) {
+      clearTimeout(this.#flushTimer as NodeJS.Timeout);
+      clearImmediate(this.#flushTimer as NodeJS.Immediate);
+      this.#flushTimer = undefined;
+    }
+    const worker = this.#worker;
+    if (this.#pendingLines === 0 || !worker) return; // no worker: a new one is on its way; keep gathering
+    const lines = this.#pendingLines;
+    const text = this.#pendingText;
+    const id = this.#nextGroup++;
+    this.#inflight.set(id, this.#group);
+    this.#group = newGroup();
+    this.#pendingText = '';
+    this.#pendingLines = 0;
+    this.#sentLines += lines;
+    this.#sentChars += text.length;
+    worker.postMessage({ t: 'append', group: id, text, lines } satisfies ToWorker);
+  }
+
+  #spawn(): Promise<void> {
+    const { config, spool, log, metrics } = this.#ctx;
+    const worker = new Worker(WORKER_URL, { workerData: { config, spool } satisfies WorkerInit, name: 'gs-storage' });
+    this.#worker = worker;
+    // The sent/received counters start again with each worker; the spool on disk carries the backlog.
+    this.#sentLines = this.#sentChars = 0;
+    this.#progress = { backlog: 0, bytes: 0, received: 0, receivedChars: 0 };
+    return new Promise<void>((resolve, reject) => {
+      let started = false;
+      worker.on('message', (m: FromWorker) => {
+        switch (m.t) {
+          case 'started':
+            started = true;
+            this.#onProgress(m.progress);
+            this.#setStatus(m.status);
+            this.#flush();
+            resolve();
+            break;
+          case 'startFailed':
+            reject(new Error(`storage: ${m.message}`));
+            break;
+          case 'committed':
+            this.#onProgress(m.progress);
+            this.#inflight.get(m.group)?.settle();
+            this.#inflight.delete(m.group);
+            break;
+          case 'commitFailed':
+            this.#onProgress(m.progress);
+            this.#inflight.get(m.group)?.settle(new Error(m.message));
+            this.#inflight.delete(m.group);
+            break;
+          case 'progress':
+            this.#onProgress(m.progress);
+            break;
+          case 'status':
+            this.#setStatus(m.status);
+            break;
+          case 'metric':
+            if (m.name === 'spoolCommitSeconds' || m.name === 'writeLatency') metrics[m.name].observe(m.value);
+            else metrics[m.name].inc(m.value);
+            break;
+          case 'log':
+            log.child({ part: 'storage-worker', ...m.bindings })[m.level](m.obj, m.msg);
+            break;
+          case 'stopped':
+            this.#onProgress(m.progress);
+            if (m.error) log.error({ err: m.error }, 'storage worker stopped with an error');
+            this.#stopped?.(m.progress);
+            break;
+        }
+      });
+      worker.on('error', (err) => {
+        log.error({ err: err.message }, 'storage worker failed');
+        if (!started) reject(err);
+      });
+      worker.on('exit', (code) => {
+        if (this.#worker !== worker) return; // stopped, or replaced already
+        this.#worker = undefined;
+        if (!started) return reject(new Error(`storage worker exited (code ${code}) before it started`));
+        if (this.#stopping) return;
+        // Nothing it had not reported on disk may be acknowledged: those publishers retry.
+        log.error({ code, refused: this.#inflight.size }, 'storage worker exited; refusing what it had not committed and starting a new one');
+        this.#failInflight(new Error('storage worker exited'));
+        this.#setStatus({ state: 'down', url: this.#status.url, message: 'storage worker restarting' });
+        this.#restartTimer = setTimeout(() => {
+          this.#spawn().catch((err: Error) => log.error({ err: err.message }, 'storage worker did not restart'));
+        }, RESTART_DELAY_MS);
+        this.#restartTimer.unref();
+      });
+    });
+  }
+
+  #failInflight(err: Error): void {
+    for (const g of this.#inflight.values()) g.settle(err);
+    this.#inflight.clear();
+    if (this.#pendingLines > 0) {
+      this.#group.settle(err);
+      this.#group = newGroup();
+      this.#pendingText = '';
+      this.#pendingLines = 0;
+    }
+  }
+
+  #onProgress(p: Progress): void {
+    this.#progress = p;
+    this.#ctx.metrics.bufferedPoints.set(this.buffered);
+    this.#ctx.metrics.spoolBytes.set(p.bytes);
+  }
+
+  #setStatus(status: StorageStatus): void {
+    const prev = this.#status;
+    this.#status = status;
+    if (prev.state !== status.state || prev.message !== status.message) this.#ctx.onStatus(status);
+  }
+}

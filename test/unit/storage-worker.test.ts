@@ -1,0 +1,100 @@
+/**
+ * The storage worker thread (gateway/src/storage/worker-writer.ts): a barrier resolves only
+ * when the worker has the lines on disk; when the worker dies, what it had not confirmed is
+ * refused (its publishers are not acknowledged) and a new worker recovers the spool from disk.
+ * InfluxDB is deliberately unreachable here: this is about the spool; the integration tests
+ * (storage-outage, fault-influx-stall, fault-gateway-kill) run the same worker against InfluxDB.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { resolveConfig } from '../../config/load.js';
+import { createMetrics } from '../../gateway/src/metrics.js';
+import { createTarget } from '../../gateway/src/storage/target.js';
+import type { StorageStatus } from '../../gateway/src/storage/types.js';
+import { WorkerSeriesWriter } from '../../gateway/src/storage/worker-writer.js';
+import { waitFor } from '../helpers/gateway.js';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'gs-storage-worker-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function makeWriter() {
+  // Port 1 on loopback: refused at once, so InfluxDB stays down and everything stays in the spool.
+  const { config } = resolveConfig({ gateway: { influx: { url: 'http://127.0.0.1:1', database: 'x' }, dataDir: dir } }, { source: 'test', baseDir: dir });
+  const influx = config.gateway!.influx;
+  const statuses: StorageStatus[] = [];
+  const metrics = createMetrics();
+  const writer = new WorkerSeriesWriter({
+    config: influx,
+    spool: { ...config.gateway!.spool, dir: join(dir, 'spool') },
+    log: pino({ level: 'silent' }),
+    onStatus: (s) => statuses.push(s),
+    metrics,
+    queryTarget: createTarget(influx),
+  });
+  return { writer, statuses, metrics };
+}
+
+const line = (i: number) => `water_tank,device=tank-${i % 7} levelPercent=${i % 100} ${1_700_000_000_000 + i}`;
+
+describe('storage worker thread', () => {
+  it('confirms lines once on disk, refuses what a dead worker had not confirmed, and recovers the spool', async () => {
+    const { writer, statuses, metrics } = makeWriter();
+    await writer.start();
+    try {
+      expect(writer.status.state).toBe('down'); // unreachable InfluxDB: not fatal
+      expect(statuses.at(-1)?.message).toMatch(/no answer from http:\/\/127.0.0.1:1/);
+
+      for (let i = 0; i < 100; i++) writer.writeLine(line(i));
+      expect(writer.buffered).toBe(100);
+      await writer.barrier();
+      expect(writer.barrier()).toBeUndefined(); // nothing left to wait for
+      expect((await metrics.spoolCommitSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value).toBeGreaterThan(0);
+
+      // Lines the worker never confirmed: their barrier must fail, never resolve.
+      for (let i = 100; i < 150; i++) writer.writeLine(line(i));
+      const unconfirmed = writer.barrier()!;
+      await writer.terminateWorker();
+      await expect(unconfirmed).rejects.toThrow(/storage worker exited/);
+
+      // A new worker finds the 100 confirmed lines on disk and takes new ones.
+      await waitFor(() => writer.buffered === 100 && writer.status.message !== 'storage worker restarting', { timeoutMs: 10_000, what: 'the restarted worker' });
+      for (let i = 200; i < 210; i++) writer.writeLine(line(i));
+      await writer.barrier();
+      expect(writer.buffered).toBe(110);
+    } finally {
+      await writer.stop();
+    }
+  }, 30_000);
+
+  it('says full when the spool reaches its cap, counting lines still on their way', async () => {
+    const { config } = resolveConfig({ gateway: { influx: { url: 'http://127.0.0.1:1', database: 'x' }, dataDir: dir, spool: { maxBytes: 1024 * 1024 } } }, { source: 'test', baseDir: dir });
+    const influx = config.gateway!.influx;
+    const writer = new WorkerSeriesWriter({
+      config: influx,
+      spool: { ...config.gateway!.spool, dir: join(dir, 'spool') },
+      log: pino({ level: 'silent' }),
+      onStatus: () => undefined,
+      metrics: createMetrics(),
+      queryTarget: createTarget(influx),
+    });
+    await writer.start();
+    try {
+      const big = `m,device=d v="${'x'.repeat(1000)}" `;
+      let i = 0;
+      while (!writer.full && i < 2000) writer.writeLine(`${big}${i++}`);
+      expect(writer.full).toBe(true);
+      expect(i).toBeGreaterThan(900); // ~1 MB of ~1 KB lines, not earlier
+      expect(i).toBeLessThan(1100);
+      await writer.barrier();
+      expect(writer.full).toBe(true); // still full once on disk
+    } finally {
+      await writer.stop();
+    }
+  });
+});
