@@ -354,6 +354,12 @@ export const GatewayConfig = Type.Object(
         /** MQTT over WebSocket on the HTTP port, at this path; null turns it off. */
         websocketPath: Type.Union([Type.String({ pattern: '^/[A-Za-z0-9/_-]*$' }), Type.Null()], { default: '/mqtt' }),
         /**
+         * Embedded broker: QoS1 publishes held in memory while they wait for the spool commit.
+         * Past it, readable connections are not read until half are acknowledged (their bytes
+         * wait in the kernel; TCP backpressure). Well above throughput x commit time.
+         */
+        maxWaitingPublishes: Type.Integer({ minimum: 100, maximum: 1_000_000, default: 2000 }),
+        /**
          * 'embedded': the gateway is the broker (aedes; host, port, tls, credentialsFile and
          * websocketPath above apply). 'external': the gateway is a client of a broker cluster
          * (EMQX, Mosquitto) and takes its share of device traffic through an MQTT 5 shared

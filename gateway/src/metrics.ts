@@ -66,6 +66,16 @@ export function createMetrics() {
       registers: [registry],
     }),
     mqttClients: new Gauge({ name: 'gs_mqtt_clients', help: 'Connected MQTT clients', registers: [registry] }),
+    mqttWaitingPublishes: new Gauge({
+      name: 'gs_mqtt_waiting_publishes',
+      help: 'Embedded broker: QoS1 publishes held in memory waiting for the spool commit (capped by gateway.mqtt.maxWaitingPublishes)',
+      registers: [registry],
+    }),
+    mqttReadsDeferred: new Counter({
+      name: 'gs_mqtt_reads_deferred_total',
+      help: 'Embedded broker: times a readable connection was left unread because gateway.mqtt.maxWaitingPublishes publishes were waiting',
+      registers: [registry],
+    }),
     mqttBrokerConnected: new Gauge({
       name: 'gs_mqtt_broker_connected',
       help: 'External broker mode: 1 while connected and subscribed to the broker, else 0',

@@ -25,6 +25,7 @@ import type { Ingest } from '../ingest/ingest.js';
 import type { Metrics } from '../metrics.js';
 import { clientIdMatches, mayPublish, maySubscribe, mayWill, principalName, type DeviceDirectory, type Principal } from './acl.js';
 import { loadCredentialsFile, type CredentialRecord } from './credentials.js';
+import { IngressGate } from './ingress-gate.js';
 import { LogThrottle } from './log-throttle.js';
 import type { BrokerStatus, GatewayBroker } from './types.js';
 import { FailureLimiter, SecretVerifier } from './verifier.js';
@@ -33,6 +34,8 @@ import { FailureLimiter, SecretVerifier } from './verifier.js';
 export interface Durability {
   readonly full: boolean;
   barrier(): Promise<void> | undefined;
+  /** barrier() as a callback, without a promise per publish; false when nothing is pending. */
+  whenDurable?(cb: (err?: Error) => void): boolean;
 }
 
 export interface BrokerContext {
@@ -83,9 +86,16 @@ export class EmbeddedBroker implements GatewayBroker {
   #watching: string | undefined;
   /** Payload buffers of rejected publishes; aedes copies the packet but keeps the buffer. */
   readonly #rejected = new WeakSet<Buffer>();
+  /** Bounds the publishes held in memory waiting for the spool (ingress-gate.ts). */
+  readonly #gate: IngressGate;
+  #gaugeTimer: NodeJS.Timeout | undefined;
 
   constructor(ctx: BrokerContext) {
     this.#ctx = ctx;
+    this.#gate = new IngressGate(ctx.config.mqtt.maxWaitingPublishes, {
+      onUngated: () => ctx.log.warn('aedes read hook not found: connections are not gated (gateway.mqtt.maxWaitingPublishes has no effect)'),
+      onDefer: () => ctx.metrics.mqttReadsDeferred.inc(),
+    });
     this.#verifier = new SecretVerifier({
       maxConcurrent: 2,
       onVerify: (method, ok) => ctx.metrics.mqttAuthVerifications.inc({ method, result: ok ? 'ok' : 'failed' }),
@@ -189,7 +199,22 @@ export class EmbeddedBroker implements GatewayBroker {
           return done(null);
         }
         // A QoS1 PUBACK means "on disk": wait for the spool's group commit that holds its points.
-        const barrier = packet.qos > 0 ? durability.barrier() : undefined;
+        if (packet.qos === 0) return done(null);
+        if (durability.whenDurable) {
+          const gate = this.#gate;
+          gate.enter();
+          const waiting = durability.whenDurable((err) => {
+            gate.leave();
+            if (err) metrics.spoolRefused.inc({ reason: 'write_failed' });
+            done(err ?? null);
+          });
+          if (!waiting) {
+            gate.leave();
+            done(null);
+          }
+          return;
+        }
+        const barrier = durability.barrier();
         if (!barrier) return done(null);
         barrier.then(
           () => done(null),
@@ -202,6 +227,8 @@ export class EmbeddedBroker implements GatewayBroker {
       authorizeForward: (_client, packet: AedesPublishPacket) => (this.#rejected.has(packet.payload as Buffer) ? null : packet),
     });
     aedes.on('client', () => metrics.mqttClients.set(aedes.connectedClients));
+    this.#gaugeTimer = setInterval(() => metrics.mqttWaitingPublishes.set(this.#gate.waiting), 1000);
+    this.#gaugeTimer.unref();
     aedes.on('clientDisconnect', () => metrics.mqttClients.set(aedes.connectedClients));
     aedes.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'MQTT client error'));
     aedes.on('connectionError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'MQTT connection error'));
@@ -256,6 +283,7 @@ export class EmbeddedBroker implements GatewayBroker {
     // aedes writes PUBACK and PUBLISH as small packets; without this Nagle adds ~40 ms per round trip.
     socket.setNoDelay(true);
     const client = aedes.handle(socket);
+    this.#gate.attach(socket, client);
     this.#conns.set(socket, { transport, address: socket.remoteAddress ?? 'unknown', client, destroy: () => socket.destroy() });
     socket.once('close', () => this.#conns.delete(socket));
   }
@@ -400,6 +428,7 @@ export class EmbeddedBroker implements GatewayBroker {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.#gaugeTimer);
     const servers = [this.#server, this.#tlsServer].filter((x): x is Server => x !== undefined);
     const aedes = this.#aedes;
     this.#server = undefined;
