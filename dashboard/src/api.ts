@@ -5,8 +5,9 @@
  */
 import type { FeatureCollection } from 'geojson';
 import type { AuditEntry, User } from '../../gateway/src/store/store.js';
-import type { DeviceUpdate, DeviceView, ServerMessage, StorageStatus, TelemetryValue } from '../../protocol/ws.js';
+import type { DeviceSnapshotMessage, DeviceUpdate, DeviceView, ServerMessage, StorageStatus, TelemetryValue } from '../../protocol/ws.js';
 import { KINDS, STATUSES, type TankThresholds } from './devices.js';
+import { decodeDeviceSnapshot } from './device-snapshot.js';
 import { parseBroadcastMessage } from './broadcast-feed.js';
 import { parseIncidentMessage } from './incident-feed.js';
 import { isRole, type Role } from './roles.js';
@@ -362,8 +363,22 @@ export async function fetchAudit(limit: number, signal?: AbortSignal): Promise<A
 
 // ---- WebSocket ----------------------------------------------------------------------------------
 
-/** Parses one text frame. Returns null for anything that is not a message this client knows. */
-export function parseServerMessage(text: string): ServerMessage | null {
+/** A `/ws` message as the page uses it: the device snapshot's columns decoded into DeviceView rows. */
+export type LiveMessage = Exclude<ServerMessage, DeviceSnapshotMessage> | { type: 'devices.snapshot'; devices: DeviceView[] };
+
+const utf8 = new TextDecoder();
+
+/**
+ * A frame's JSON text: text frames as they are, binary frames (the device snapshot) decoded as
+ * UTF-8. Null for anything else.
+ */
+export function frameText(data: unknown): string | null {
+  if (typeof data === 'string') return data;
+  return data instanceof ArrayBuffer ? utf8.decode(data) : null;
+}
+
+/** Parses one frame's text. Returns null for anything that is not a message this client knows. */
+export function parseServerMessage(text: string): LiveMessage | null {
   let msg: unknown;
   try {
     msg = JSON.parse(text);
@@ -376,10 +391,10 @@ export function parseServerMessage(text: string): ServerMessage | null {
       return msg.protocol === 1 && isNumber(msg.serverTime) && isString(msg.site) && isStorageStatus(msg.storage)
         ? { type: 'hello', protocol: 1, serverTime: msg.serverTime, site: msg.site, storage: msg.storage }
         : null;
-    case 'devices.snapshot':
-      return Array.isArray(msg.devices)
-        ? { type: 'devices.snapshot', devices: validDevices(msg.devices, 'devices.snapshot') }
-        : null;
+    case 'devices.snapshot': {
+      const devices = decodeDeviceSnapshot(msg);
+      return devices ? { type: 'devices.snapshot', devices } : null;
+    }
     case 'devices.update':
       return Array.isArray(msg.updates) ? { type: 'devices.update', updates: msg.updates.filter(isDeviceUpdate) } : null;
     case 'storage':
@@ -393,7 +408,7 @@ export type ConnState = 'connecting' | 'live' | 'reconnecting';
 
 export interface LiveSocketOptions {
   url: string;
-  onMessage: (message: ServerMessage) => void;
+  onMessage: (message: LiveMessage) => void;
   /** `attempt` counts reconnect attempts since the connection was last live (0 while live). */
   onState: (state: ConnState, attempt: number) => void;
   /**
@@ -451,16 +466,19 @@ export class LiveSocket {
   #connect(): void {
     this.#opts.onState(this.#attempt === 0 ? 'connecting' : 'reconnecting', this.#attempt);
     const ws = new WebSocket(this.#opts.url);
+    ws.binaryType = 'arraybuffer';
     this.#ws = ws;
     let greeted = false;
     ws.onmessage = (event: MessageEvent) => {
-      if (this.#ws !== ws || typeof event.data !== 'string') return;
+      if (this.#ws !== ws) return;
       const parseStarted = performance.now();
-      const msg = parseServerMessage(event.data);
-      // A snapshot of a district is 10+ MB of JSON: its parse time is worth seeing (bench/map.ts).
+      const text = frameText(event.data);
+      if (text === null) return;
+      const msg = parseServerMessage(text);
+      // A snapshot of a district is MBs of JSON: its parse time is worth seeing (bench/map.ts).
       if (msg?.type === 'devices.snapshot') performance.measure('gs:snapshot-parse', { start: parseStarted });
       if (!msg) {
-        this.#warnUnknown(event.data);
+        this.#warnUnknown(text);
         return;
       }
       if (msg.type === 'hello') {

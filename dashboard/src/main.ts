@@ -8,7 +8,7 @@
  * Views (`#/map`, `#/overview`, `#/users`, `#/audit`) are listed in `VIEW_MIN_ROLE` below; the
  * comment there says how to add one.
  */
-import type { DeviceUpdate, DeviceView, ServerMessage } from '../../protocol/ws.js';
+import type { DeviceUpdate, DeviceView } from '../../protocol/ws.js';
 import {
   ApiError,
   LiveSocket,
@@ -21,6 +21,7 @@ import {
   logout,
   onUnauthenticated,
   type ConnState,
+  type LiveMessage,
   type SiteInfo,
   type User,
 } from './api.js';
@@ -112,7 +113,7 @@ class Dashboard {
   #filter: DeviceFilter | null = null;
   readonly #feedStats = { snapshots: 0, updateMessages: 0, updates: 0, flushes: 0 };
   /** Views fed by the live feed's other messages (incidents, broadcasts); each says if it took one. */
-  readonly #messageHandlers: Array<(msg: ServerMessage) => boolean> = [];
+  readonly #messageHandlers: Array<(msg: LiveMessage) => boolean> = [];
   readonly #mapReady = new Set<(map: DeviceMap, site: SiteInfo) => void>();
 
   constructor(i18n: I18n, opts: { onRefused: () => void; role: () => Role | null }) {
@@ -193,7 +194,7 @@ class Dashboard {
   }
 
   /** Incident and broadcast messages of the live feed go to `handler` (it returns true if it took one). */
-  onMessage(handler: (msg: ServerMessage) => boolean): void {
+  onMessage(handler: (msg: LiveMessage) => boolean): void {
     this.#messageHandlers.push(handler);
   }
 
@@ -366,7 +367,7 @@ class Dashboard {
     this.#loadStatus.classList.toggle('error', isError);
   }
 
-  #onMessage(msg: ServerMessage): void {
+  #onMessage(msg: LiveMessage): void {
     switch (msg.type) {
       case 'hello':
         if (this.#site && msg.site !== this.#site.id) {

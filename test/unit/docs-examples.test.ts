@@ -38,6 +38,7 @@ import {
 import { ID_PATTERN } from '../../protocol/topics.js';
 import { validate, type RejectReason, type Validated } from '../../protocol/validate.js';
 import type { ServerMessage } from '../../protocol/ws.js';
+import { decodeDeviceSnapshot } from '../../dashboard/src/device-snapshot.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 const DOC_PATH = join(REPO, 'docs/protocol.md');
@@ -146,6 +147,16 @@ describe('docs/protocol.md WebSocket and HTTP examples', () => {
       seen.add(msg.type);
     }
     expect([...seen].sort()).toEqual([...WS_TYPES].sort());
+  });
+
+  it('has a devices.snapshot whose columns decode to every device, as the text reads them', () => {
+    const snapshots = wsBlocks.map((b) => JSON.parse(b.body) as Record<string, unknown>).filter((m) => m.type === 'devices.snapshot');
+    expect(snapshots).toHaveLength(1);
+    const devices = decodeDeviceSnapshot(snapshots[0]!);
+    expect(devices).toHaveLength(snapshots[0]!.count as number);
+    // The doc spells out row 2 in prose.
+    expect(devices?.[2]).toMatchObject({ id: 'cam-0002', status: 'online', lastSeen: 1775010602003, values: { panDeg: 135 }, valuesTs: 1775010601500 });
+    expect(devices?.[1]).toMatchObject({ id: 'cam-0001', status: 'unknown', lastSeen: null, values: {}, valuesTs: null });
   });
 
   it('has HTTP bodies that parse, errors in the { code, message } form with a catalogue code', () => {

@@ -13,6 +13,7 @@ import type { Metrics } from '../metrics.js';
 import type { DeviceRegistry } from '../registry/registry.js';
 import type { SeriesWriter } from '../storage/writer.js';
 import type { User } from '../store/store.js';
+import { DeviceSnapshotEncoder } from './device-snapshot.js';
 
 /** Decides whether a signed-in user may receive a message (e.g. a grid worker: own grids only). */
 export type Audience = (user: User) => boolean;
@@ -44,6 +45,8 @@ export class PushHub {
   readonly #off: Array<() => void> = [];
   /** Size of the latest device snapshot: added to the slow-client cap (see #sendState). */
   #snapshotBytes = 0;
+  /** Keeps the snapshot's serialised ledger columns: a new client costs only the live ones. */
+  readonly #snapshots = new DeviceSnapshotEncoder();
   readonly #attachListeners = new Set<(user: User, send: (message: ServerMessage) => void) => void>();
 
   constructor(ctx: HubContext) {
@@ -65,6 +68,7 @@ export class PushHub {
     );
     this.#timer = setInterval(() => this.flush(), config.push.flushIntervalMs);
     this.#timer.unref();
+    this.#snapshots.warm(this.#ctx.registry.views());
   }
 
   stop(): void {
@@ -138,10 +142,11 @@ export class PushHub {
 
   /** The full picture: the device snapshot, then each capability's current state. */
   #sendState(client: PushClient): void {
-    const snapshot = JSON.stringify({ type: 'devices.snapshot', devices: this.#ctx.registry.views() } satisfies ServerMessage);
-    // A client's own snapshot (10 MB for 50,000 devices) must not count as falling behind.
-    this.#snapshotBytes = Buffer.byteLength(snapshot);
-    this.#sendText(client, snapshot);
+    const snapshot = this.#snapshots.encode(this.#ctx.registry.views());
+    // A client's own snapshot (~2.5 MB for 50,000 devices) must not count as falling behind.
+    this.#snapshotBytes = snapshot.length;
+    // The same UTF-8 JSON in a binary frame: Chromium takes MBs of those in faster than a text frame.
+    this.#sendText(client, snapshot, true);
     for (const listener of this.#attachListeners) {
       try {
         listener(client.user, (message) => this.#send(client, message));
@@ -155,14 +160,15 @@ export class PushHub {
     this.#sendText(client, JSON.stringify(message));
   }
 
-  #sendText(client: PushClient, text: string): boolean {
+  /** `text`: JSON, as a string or already UTF-8 encoded; a text frame unless `binary`. */
+  #sendText(client: PushClient, text: string | Buffer, binary = false): boolean {
     if (client.stale || client.socket.readyState !== client.socket.OPEN) return false;
     if (client.socket.bufferedAmount > this.#ctx.config.push.maxBufferedBytes + this.#snapshotBytes) {
       client.stale = true;
       this.#ctx.log.warn('dashboard client is not keeping up; pausing its updates until it drains');
       return false;
     }
-    client.socket.send(text);
+    client.socket.send(text, { binary });
     return true;
   }
 }

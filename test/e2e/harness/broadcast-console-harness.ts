@@ -9,7 +9,7 @@
  */
 import type { Incident } from '../../../protocol/incidents.js';
 import type { DeviceView } from '../../../protocol/ws.js';
-import { fetchSite, login, parseServerMessage } from '../../../dashboard/src/api.js';
+import { fetchSite, frameText, login, parseServerMessage } from '../../../dashboard/src/api.js';
 import { BroadcastConsole, parseBroadcastMessage } from '../../../dashboard/src/broadcast-console.js';
 import { DeviceStore } from '../../../dashboard/src/devices.js';
 import { I18n } from '../../../dashboard/src/i18n.js';
@@ -100,8 +100,9 @@ window.startHarness = async (username: string, password: string) => {
   await new Promise<void>((resolve, reject) => {
     const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`);
     ws.onerror = () => reject(new Error('/ws failed'));
+    ws.binaryType = 'arraybuffer';
     ws.onmessage = (event) => {
-      const text = String(event.data);
+      const text = frameText(event.data)!;
       const raw = JSON.parse(text) as Record<string, unknown>;
       // What api.ts will do once it chains parseBroadcastMessage.
       const broadcast = parseBroadcastMessage(raw);
