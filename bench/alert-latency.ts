@@ -66,6 +66,7 @@ import {
   REPO,
   round,
   sleep,
+  GATEWAY_NODE_FLAGS,
   spawnTs,
   stderrTail,
   stopChild,
@@ -273,6 +274,7 @@ try {
   phase('gateway');
   const profDir = args['gateway-cpu-prof'];
   const child = spawnTs(`${REPO}/bench/gateway-child.ts`, {
+    nodeFlags: [...GATEWAY_NODE_FLAGS],
     nofile: agents + 4096,
     label: 'gateway',
     env: { ...process.env, GS_BENCH_CONFIG: JSON.stringify(configDoc) },

@@ -36,6 +36,7 @@ import {
   REPO,
   round,
   sleep,
+  GATEWAY_NODE_FLAGS,
   spawnTs,
   stderrTail,
   stopChild,
@@ -107,7 +108,7 @@ try {
   };
   const child = spawnTs(`${REPO}/bench/gateway-child.ts`, {
     nofile: target + 1024,
-    nodeFlags: ['--expose-gc'],
+    nodeFlags: [...GATEWAY_NODE_FLAGS, '--expose-gc'],
     label: 'gateway',
     env: { ...process.env, GS_BENCH_CONFIG: JSON.stringify(config) },
   });

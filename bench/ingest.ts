@@ -40,6 +40,7 @@ import {
   REPO,
   round,
   sleep,
+  GATEWAY_NODE_FLAGS,
   spawnTs,
   stderrTail,
   stopChild,
@@ -79,6 +80,12 @@ const gatewayOverrides = JSON.parse(args['gateway-config']) as Record<string, un
 const sources = Array.from({ length: sourceCount }, (_, i) => `127.0.0.${i + 2}`);
 const DB = 'gs_bench';
 
+/**
+ * Node flags of the gateway and of the bare broker alike (a fair ratio): those `npm run gateway`
+ * uses (a 64 MB young generation: fewer scavenges under load, see docs/operations.md), plus
+ * GS_BENCH_NODE_FLAGS, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile them.
+ */
+const NODE_FLAGS = [...GATEWAY_NODE_FLAGS, ...(process.env.GS_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [])];
 const TARGET = { msg_per_s: 25_000, seconds: 60, devices: 10_000, lost: 0, ratio_to_limit: 0.6 };
 
 installExitHandlers();
@@ -133,7 +140,7 @@ async function runBare(withConsumer: boolean) {
   const child = spawnTs(`${REPO}/bench/bare-broker-child.ts`, {
     nofile: devices + 1024,
     label,
-    nodeFlags: process.env.GS_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [],
+    nodeFlags: NODE_FLAGS,
   });
   const ready = await waitForLine(child, label, (m) => (m.ready ? (m as { pid: number; mqttPort: number; nofile: number | null }) : undefined), 30_000);
   if (ready.nofile !== null && ready.nofile < devices + 64) throw new Error(`the bare broker's open-file limit ${ready.nofile} is below ${devices} clients`);
@@ -262,9 +269,7 @@ async function runGateway(influx: InfluxServer) {
   const child = spawnTs(`${REPO}/bench/gateway-child.ts`, {
     nofile: devices + 1024,
     label: 'gateway',
-    // GS_BENCH_NODE_FLAGS: V8/Node flags for the gateway and the bare broker alike (a fair ratio),
-    // e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile them.
-    nodeFlags: process.env.GS_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [],
+    nodeFlags: NODE_FLAGS,
     env: { ...process.env, GS_BENCH_CONFIG: JSON.stringify(config) },
   });
   const ready = await waitForLine(

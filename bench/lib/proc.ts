@@ -204,6 +204,9 @@ export const REPO = new URL('../../', import.meta.url).pathname.replace(/\/$/, '
  * Starts `node --import tsx <file>` (one process: /proc/<pid> is the program itself, not a tsx
  * wrapper), through `bash -c 'ulimit -n …; exec …'` when a file-descriptor limit is asked for.
  */
+/** The Node flags `npm run gateway` runs the gateway with (package.json); benchmarks use them too. */
+export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=64'];
+
 export function spawnTs(
   file: string,
   opts: { args?: string[]; env?: NodeJS.ProcessEnv; nofile?: number; nodeFlags?: string[]; ipc?: boolean; label: string },
