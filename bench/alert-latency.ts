@@ -274,7 +274,8 @@ try {
   phase('gateway');
   const profDir = args['gateway-cpu-prof'];
   const child = spawnTs(`${REPO}/bench/gateway-child.ts`, {
-    nodeFlags: [...GATEWAY_NODE_FLAGS],
+    // GS_BENCH_NODE_FLAGS: extra flags, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'.
+    nodeFlags: [...GATEWAY_NODE_FLAGS, ...(process.env.GS_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [])],
     nofile: agents + 4096,
     label: 'gateway',
     env: { ...process.env, GS_BENCH_CONFIG: JSON.stringify(configDoc) },
