@@ -28,16 +28,23 @@ function forwardingLog(bindings: Record<string, unknown>): WriterLog {
 
 let received = 0;
 let receivedChars = 0;
-let progressTimer: NodeJS.Timeout | undefined;
+let progressQueued = false;
 let writer: InlineSeriesWriter | undefined;
 
 const progress = (): Progress => ({ backlog: writer?.buffered ?? 0, bytes: writer?.bytes ?? 0, received, receivedChars });
-/** Backlog and spool size for the main thread's gauges and `full`, at most every 20 ms. */
+/**
+ * Backlog and spool size for the main thread's gauges, `buffered` and `full`: once per turn of
+ * this thread's work (a write acknowledged, a batch appended), not once per call.
+ */
+let appending = false;
 function scheduleProgress(): void {
-  progressTimer ??= setTimeout(() => {
-    progressTimer = undefined;
+  // An append's progress goes out with its 'committed' answer.
+  if (progressQueued || appending) return;
+  progressQueued = true;
+  queueMicrotask(() => {
+    progressQueued = false;
     post({ t: 'progress', progress: progress() });
-  }, 20);
+  });
 }
 
 const metric = (name: 'spoolCommitSeconds' | 'writeLatency' | 'pointsWritten' | 'pointsDropped' | 'writeErrors') => (value: number) =>
@@ -56,7 +63,12 @@ port.on('message', (m: ToWorker) => {
   if (m.t === 'append') {
     const w = writer;
     if (!w) return post({ t: 'commitFailed', group: m.group, message: 'storage worker not started', progress: progress() });
-    w.appendChunk(m.text, m.lines);
+    appending = true;
+    try {
+      w.appendChunk(m.text, m.lines);
+    } finally {
+      appending = false;
+    }
     received += m.lines;
     receivedChars += m.text.length;
     const barrier = w.barrier();
@@ -68,7 +80,6 @@ port.on('message', (m: ToWorker) => {
   } else if (m.t === 'stop') {
     void (writer?.stop() ?? Promise.resolve()).then(
       () => {
-        clearTimeout(progressTimer);
         post({ t: 'stopped', progress: progress() });
       },
       (err: Error) => post({ t: 'stopped', progress: progress(), error: err.message }),
