@@ -22,3 +22,71 @@ export function byId(id: string): HTMLElement {
   if (!el) throw new Error(`index.html is missing #${id}`);
   return el;
 }
+
+/** Sets text only when it differs: an equal write still replaces the text node and re-lays it out. */
+export function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+/** Runs `fn` once, at the next animation frame or after `maxDelayMs`, whichever comes first. */
+export function afterFrame(fn: () => void, maxDelayMs = 250): { cancel(): void } {
+  let done = false;
+  const run = () => {
+    if (done) return;
+    done = true;
+    cancelAnimationFrame(frame);
+    clearTimeout(timer);
+    fn();
+  };
+  const frame = requestAnimationFrame(run);
+  const timer = setTimeout(run, maxDelayMs);
+  return {
+    cancel: () => {
+      done = true;
+      cancelAnimationFrame(frame);
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * Runs `fn` at an animation frame after `request()`, at most once per `minIntervalMs`: for views
+ * that show a burst of messages (tens a second) and need not redraw for each.
+ */
+export class FrameThrottle {
+  readonly #fn: () => void;
+  readonly #minIntervalMs: number;
+  #last = -Infinity;
+  #pending: { cancel(): void } | null = null;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(fn: () => void, minIntervalMs: number) {
+    this.#fn = fn;
+    this.#minIntervalMs = minIntervalMs;
+  }
+
+  request(): void {
+    if (this.#pending || this.#timer !== null) return;
+    const wait = this.#last + this.#minIntervalMs - performance.now();
+    if (wait <= 0) this.#pending = afterFrame(() => this.run());
+    else
+      this.#timer = setTimeout(() => {
+        this.#timer = null;
+        this.#pending = afterFrame(() => this.run());
+      }, wait);
+  }
+
+  /** Runs it now (a user's action), and drops a pending run. */
+  run(): void {
+    this.cancel();
+    this.#last = performance.now();
+    this.#fn();
+  }
+
+  cancel(): void {
+    this.#pending?.cancel();
+    this.#pending = null;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+}

@@ -8,7 +8,7 @@
  */
 import './incidents.css';
 import type { FireDangerStatus, Incident } from '../../protocol/incidents.js';
-import { h } from './dom.js';
+import { FrameThrottle, h, setText } from './dom.js';
 import { describeError } from './errors.js';
 import type { I18n, MessageKey } from './i18n.js';
 import { IncidentCard } from './incident-card.js';
@@ -31,6 +31,23 @@ export class InboxView {
   readonly #count = h('span', { class: 'inbox-count', 'data-testid': 'inbox-count' });
   readonly #mute = h('button', { type: 'button', class: 'small', 'data-testid': 'inbox-mute' });
   readonly #export = h('a', { class: 'button small', href: '/api/incidents.csv', download: '', 'data-testid': 'inbox-export' });
+  readonly #empty = h('li', { class: 'muted empty' });
+  readonly #rows = new Map<string, InboxRow>();
+  /**
+   * Incident messages come in bursts (tens a second while many tanks run low): the list is redrawn
+   * at a frame, at most 4 times a second; the alarm and the ring do not wait for it.
+   */
+  readonly #renderSoon = new FrameThrottle(() => this.#render(), 250);
+  /**
+   * Rows scrolled into the list's view get `in-view`, and only those run the unseen highlight: with
+   * hundreds of new incidents, an animation per row cost work on every frame for rows nobody sees.
+   */
+  readonly #inView = new IntersectionObserver(
+    (entries) => {
+      for (const e of entries) e.target.classList.toggle('in-view', e.isIntersecting);
+    },
+    { root: this.el },
+  );
   #collapsed = false;
 
   constructor(opts: InboxOptions) {
@@ -62,7 +79,7 @@ export class InboxView {
     );
     opts.feed.onChange((e) => {
       if (e.kind === 'incident') this.card.update(e.incident);
-      if (e.kind !== 'fireDanger') this.#render();
+      if (e.kind !== 'fireDanger') this.#renderSoon.request();
     });
     opts.i18n.onChange(() => this.#render());
     this.#render();
@@ -76,34 +93,87 @@ export class InboxView {
     this.#render();
   }
 
+  #newRow(incident: Incident): InboxRow {
+    const status = h('span');
+    const kind = h('strong');
+    const line2 = h('div', { class: 'line2' });
+    const li = h('li', { 'data-testid': 'inbox-item', 'data-incident': incident.id, tabindex: '0' }, h('div', { class: 'line1' }, status, ' ', kind), line2);
+    const row: InboxRow = { li, incident, className: '', status, kind, isNew: h('span', { class: 'badge new' }), line2 };
+    li.addEventListener('click', () => this.open(row.incident));
+    li.addEventListener('keydown', (e) => e.key === 'Enter' && this.open(row.incident));
+    this.#rows.set(incident.id, row);
+    this.#inView.observe(li);
+    return row;
+  }
+
   #render(): void {
+    this.#renderSoon.cancel();
     const { feed, i18n } = this.#opts;
     const t = i18n.t.bind(i18n);
     i18n.applyStatic(this.el);
     const open = feed.open();
-    this.#count.textContent = t('inc.inbox.open', { count: open.length });
-    this.#mute.textContent = feed.sound.muted ? t('inc.inbox.unmute') : t('inc.inbox.mute');
-    this.#export.textContent = t('inc.inbox.export');
+    setText(this.#count, t('inc.inbox.open', { count: open.length }));
+    setText(this.#mute, feed.sound.muted ? t('inc.inbox.unmute') : t('inc.inbox.mute'));
+    setText(this.#export, t('inc.inbox.export'));
     this.el.classList.toggle('has-unseen', feed.unseen.size > 0);
-    const items = open.map((i) => {
-      const li = h(
-        'li',
-        {
-          class: `inbox-item severity-${i.severity}${feed.unseen.has(i.id) ? ' unseen' : ''}${this.card.incidentId === i.id ? ' selected' : ''}`,
-          'data-testid': 'inbox-item',
-          'data-incident': i.id,
-          'data-status': i.status,
-          tabindex: '0',
-        },
-        h('div', { class: 'line1' }, h('span', { class: `badge status-${i.status}` }, t(`inc.status.${i.status}`)), ' ', h('strong', {}, i18n.has(`inc.kind.${i.kind}`) ? t(`inc.kind.${i.kind}` as MessageKey) : i.kind), feed.unseen.has(i.id) ? h('span', { class: 'badge new' }, t('inc.inbox.new')) : ''),
-        h('div', { class: 'line2' }, i.gridName ?? i.grid ?? '', ' · ', t(`inc.level.${i.level}`), ' · ', i18n.relative(i.createdAt)),
-      );
-      li.addEventListener('click', () => this.open(i));
-      li.addEventListener('keydown', (e) => e.key === 'Enter' && this.open(i));
-      return li;
-    });
-    this.#list.replaceChildren(...(items.length ? items : [h('li', { class: 'muted empty' }, t('inc.inbox.empty'))]));
+    // A row per incident, kept and updated in place (text only where it changed): rebuilding every
+    // row on every message re-laid-out the whole list, many times a second while tanks swing.
+    const wanted = new Set<string>();
+    const rows: HTMLLIElement[] = [];
+    for (const i of open) {
+      wanted.add(i.id);
+      const unseen = feed.unseen.has(i.id);
+      const row = this.#rows.get(i.id) ?? this.#newRow(i);
+      row.incident = i;
+      const className = `inbox-item severity-${i.severity}${unseen ? ' unseen' : ''}${this.card.incidentId === i.id ? ' selected' : ''}`;
+      if (row.className !== className) {
+        const inView = row.li.classList.contains('in-view');
+        row.li.className = row.className = className;
+        row.li.classList.toggle('in-view', inView);
+      }
+      if (row.li.dataset.status !== i.status) row.li.dataset.status = i.status;
+      const statusClass = `badge status-${i.status}`;
+      if (row.status.className !== statusClass) row.status.className = statusClass;
+      setText(row.status, t(`inc.status.${i.status}`));
+      setText(row.kind, i18n.has(`inc.kind.${i.kind}`) ? t(`inc.kind.${i.kind}` as MessageKey) : i.kind);
+      if (unseen) {
+        setText(row.isNew, t('inc.inbox.new'));
+        if (!row.isNew.parentNode) row.kind.after(row.isNew);
+      } else row.isNew.remove();
+      setText(row.line2, [i.gridName ?? i.grid ?? '', t(`inc.level.${i.level}`), i18n.relative(i.createdAt)].join(' · '));
+      rows.push(row.li);
+    }
+    for (const [id, row] of this.#rows) {
+      if (wanted.has(id)) continue;
+      this.#inView.unobserve(row.li);
+      row.li.remove();
+      this.#rows.delete(id);
+    }
+    if (rows.length === 0) {
+      this.#empty.textContent = t('inc.inbox.empty');
+      if (this.#list.firstChild !== this.#empty || this.#list.childNodes.length !== 1) this.#list.replaceChildren(this.#empty);
+      return;
+    }
+    this.#empty.remove();
+    // Moves only what is out of place (a new incident goes to the top; the rest stay put).
+    let next = this.#list.firstChild;
+    for (const li of rows) {
+      if (li === next) next = next.nextSibling;
+      else this.#list.insertBefore(li, next);
+    }
   }
+}
+
+interface InboxRow {
+  li: HTMLLIElement;
+  /** The latest state, for a click. */
+  incident: Incident;
+  className: string;
+  status: HTMLElement;
+  kind: HTMLElement;
+  /** The "new" badge, in the row while the incident is unseen. */
+  isNew: HTMLElement;
+  line2: HTMLElement;
 }
 
 /** Today's fire danger in the header: level, colour, where it comes from. */

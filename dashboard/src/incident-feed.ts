@@ -63,6 +63,8 @@ const MUTE_KEY = 'greenshield.mute';
  */
 export class AlarmSound {
   #ctx: AudioContext | null = null;
+  /** The AudioContext time when the alarm that is sounding ends. */
+  #soundingUntil = 0;
   #muted: boolean;
   /** How many times it sounded (the browser tests read it: headless Chromium has no speakers). */
   played = 0;
@@ -92,12 +94,16 @@ export class AlarmSound {
 
   play(urgent: boolean): void {
     if (this.#muted) return;
+    // One alarm at a time: a burst of new incidents (tens a second when many tanks run low) would
+    // otherwise stack hundreds of overlapping beeps, and build an audio graph for each.
+    if (this.#ctx && this.#ctx.currentTime < this.#soundingUntil) return;
     this.played++;
     try {
       this.#ctx ??= new AudioContext();
       const ctx = this.#ctx;
       void ctx.resume();
       const beeps = urgent ? 3 : 1;
+      this.#soundingUntil = ctx.currentTime + (beeps - 1) * 0.5 + 0.35;
       for (let i = 0; i < beeps; i++) {
         for (const [j, freq] of [880, 660].entries()) {
           const start = ctx.currentTime + i * 0.5 + j * 0.18;

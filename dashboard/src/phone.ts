@@ -6,7 +6,7 @@
  */
 import type { Incident } from '../../protocol/incidents.js';
 import type { User } from './api.js';
-import { h } from './dom.js';
+import { FrameThrottle, h } from './dom.js';
 import type { I18n, MessageKey } from './i18n.js';
 import { IncidentCard } from './incident-card.js';
 import type { IncidentFeed } from './incident-feed.js';
@@ -23,6 +23,8 @@ export class PhoneView {
   readonly #back = h('button', { type: 'button', class: 'phone-back', 'data-testid': 'phone-back' });
   #user: User | null = null;
   #openId: string | null = null;
+  /** Incidents come in bursts: the list is redrawn at a frame, at most 4 times a second. */
+  readonly #renderSoon = new FrameThrottle(() => this.#render(), 250);
 
   constructor(opts: { root: HTMLElement; feed: IncidentFeed; i18n: I18n; role: () => Role | null }) {
     this.#root = opts.root;
@@ -40,7 +42,8 @@ export class PhoneView {
         navigator.vibrate?.([300, 100, 300]);
       }
       if (e.kind === 'incident') this.#card.update(e.incident);
-      this.#render();
+      // Hidden (another view is shown): setUser renders it when it is opened.
+      if (!this.#root.hidden) this.#renderSoon.request();
     });
     opts.i18n.onChange(() => this.#render());
     this.#render();
@@ -65,6 +68,7 @@ export class PhoneView {
   }
 
   #render(): void {
+    this.#renderSoon.cancel();
     const t = this.#i18n.t.bind(this.#i18n);
     this.#i18n.applyStatic(this.#root);
     this.#who.textContent = this.#user ? t('phone.signedInAs', { name: this.#user.displayName, grids: this.#user.grids.join(', ') || '—' }) : '';
