@@ -274,12 +274,10 @@ try {
   phase('gateway');
   const profDir = args['gateway-cpu-prof'];
   const child = spawnTs(`${REPO}/bench/gateway-child.ts`, {
-    // GS_BENCH_NODE_FLAGS: extra flags, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'.
-    nodeFlags: [...GATEWAY_NODE_FLAGS, ...(process.env.GS_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? [])],
+    nodeFlags: [...GATEWAY_NODE_FLAGS, ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])],
     nofile: agents + 4096,
     label: 'gateway',
     env: { ...process.env, GS_BENCH_CONFIG: JSON.stringify(configDoc) },
-    ...(profDir ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
   });
   const ready = await waitForLine(child, 'gateway', (m) => (m.ready ? (m as { pid: number; mqttPort: number; httpPort: number }) : undefined), 120_000);
   process.stderr.write(`[gateway] ready: pid ${ready.pid}, mqtt ${ready.mqttPort}, http ${ready.httpPort}\n`);

@@ -17,7 +17,7 @@ import { createMetrics } from '../../gateway/src/metrics.js';
 import { deviceSnapshot, DeviceSnapshotEncoder } from '../../gateway/src/push/device-snapshot.js';
 import { PushHub, type HubContext } from '../../gateway/src/push/hub.js';
 import { DeviceRegistry } from '../../gateway/src/registry/registry.js';
-import type { SeriesWriter } from '../../gateway/src/storage/writer.js';
+import type { SeriesWriter } from '../../gateway/src/storage/types.js';
 import type { User } from '../../gateway/src/store/store.js';
 import { prng } from '../../simulators/src/fleet/geography.js';
 import type { DecimalColumn, DeviceView } from '../../protocol/ws.js';

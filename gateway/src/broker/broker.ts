@@ -34,8 +34,12 @@ import { FailureLimiter, SecretVerifier } from './verifier.js';
 export interface Durability {
   readonly full: boolean;
   barrier(): Promise<void> | undefined;
-  /** barrier() as a callback, without a promise per publish; false when nothing is pending. */
-  whenDurable?(cb: (err?: Error) => void): boolean;
+}
+
+/** The embedded broker waits per publish: barrier() as a callback, without a promise each. */
+export interface CallbackDurability extends Durability {
+  /** Calls cb once everything written so far is on disk; false (cb never called) when nothing is pending. */
+  whenDurable(cb: (err?: Error) => void): boolean;
 }
 
 export interface BrokerContext {
@@ -43,7 +47,7 @@ export interface BrokerContext {
   log: Logger;
   metrics: Metrics;
   ingest: Ingest;
-  durability: Durability;
+  durability: CallbackDurability;
   /** The ledger, for the ACL: which agent speaks for which device. */
   devices: DeviceDirectory;
   /** A refused CONNECT is answered this long after it arrived (default 1000 ms). */
@@ -200,29 +204,17 @@ export class EmbeddedBroker implements GatewayBroker {
         }
         // A QoS1 PUBACK means "on disk": wait for the spool's group commit that holds its points.
         if (packet.qos === 0) return done(null);
-        if (durability.whenDurable) {
-          const gate = this.#gate;
-          gate.enter();
-          const waiting = durability.whenDurable((err) => {
-            gate.leave();
-            if (err) metrics.spoolRefused.inc({ reason: 'write_failed' });
-            done(err ?? null);
-          });
-          if (!waiting) {
-            gate.leave();
-            done(null);
-          }
-          return;
+        const gate = this.#gate;
+        gate.enter();
+        const waiting = durability.whenDurable((err) => {
+          gate.leave();
+          if (err) metrics.spoolRefused.inc({ reason: 'write_failed' });
+          done(err ?? null);
+        });
+        if (!waiting) {
+          gate.leave();
+          done(null);
         }
-        const barrier = durability.barrier();
-        if (!barrier) return done(null);
-        barrier.then(
-          () => done(null),
-          (err: Error) => {
-            metrics.spoolRefused.inc({ reason: 'write_failed' });
-            done(err);
-          },
-        );
       },
       authorizeForward: (_client, packet: AedesPublishPacket) => (this.#rejected.has(packet.payload as Buffer) ? null : packet),
     });

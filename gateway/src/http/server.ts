@@ -17,7 +17,7 @@ import { ID_PATTERN } from '../../../protocol/topics.js';
 import { ApiError, ERRORS } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceRegistry } from '../registry/registry.js';
-import type { SeriesWriter } from '../storage/writer.js';
+import type { SeriesWriter } from '../storage/types.js';
 import type { PushHub } from '../push/hub.js';
 import type { GatewayBroker } from '../broker/types.js';
 import type { AuthService } from '../auth/auth.js';

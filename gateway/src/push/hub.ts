@@ -11,7 +11,7 @@ import type { DeviceUpdate, ServerMessage } from '../../../protocol/ws.js';
 import type { Bus } from '../bus.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceRegistry } from '../registry/registry.js';
-import type { SeriesWriter } from '../storage/writer.js';
+import type { SeriesWriter } from '../storage/types.js';
 import type { User } from '../store/store.js';
 import { DeviceSnapshotEncoder } from './device-snapshot.js';
 

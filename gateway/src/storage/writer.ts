@@ -12,11 +12,9 @@
  * runs inline only with an injected target (benchmarks of the ingest path) or with storage off.
  */
 import type { GatewayConfig, InfluxConfig } from '../../../config/schema.js';
-import { toLine } from './line-protocol.js';
 import { Spool } from './spool.js';
 import {
   RejectedWriteError,
-  type SeriesPoint,
   type SeriesQuery,
   type SeriesTarget,
   type SeriesWriter,
@@ -103,12 +101,7 @@ export class InlineSeriesWriter implements SeriesWriter {
     }
   }
 
-  /** Appends a point to the spool; it becomes durable with the next group commit (see barrier). */
-  write(point: SeriesPoint): void {
-    const line = toLine(point);
-    if (line !== undefined) this.writeLine(line);
-  }
-
+  /** Appends a line to the spool; it becomes durable with the next group commit (see barrier). */
   writeLine(line: string): void {
     const spool = this.#spool;
     if (!spool || this.#stopped) return;
@@ -264,5 +257,3 @@ export class InlineSeriesWriter implements SeriesWriter {
     if (prev.state !== status.state || prev.message !== status.message) this.#ctx.onStatus(status);
   }
 }
-
-export type { SeriesWriter } from './types.js';
