@@ -418,7 +418,7 @@ export const GatewayConfig = Type.Object(
         maxBytes: Type.Integer({ minimum: 1024 * 1024, default: 2 * 1024 * 1024 * 1024 }),
         /** fsync each group commit (off only for benchmarks of the bare path). */
         fsync: Type.Boolean({ default: true }),
-        /** Longest a message waits for its group commit. */
+        /** When the spool is idle, how long the first waiting line waits for more before its group commit. */
         commitIntervalMs: Type.Integer({ minimum: 0, maximum: 1000, default: 2 }),
       },
       { ...strict, default: {} },
