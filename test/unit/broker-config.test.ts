@@ -130,6 +130,10 @@ describe('mosquitto files', () => {
     expect(conf).toContain('listener 11883 127.0.0.1\nallow_anonymous false\nuse_username_as_clientid true\npassword_file /etc/mosquitto/greenshield/passwords\nacl_file /etc/mosquitto/greenshield/acl\n');
     expect(conf).toContain('listener 11884 127.0.0.1\nallow_anonymous false\npassword_file /etc/mosquitto/greenshield/gateway-passwords\n');
     expect(config.files.filter((f) => f.secret).map((f) => f.name)).toEqual(['passwords', 'gateway-passwords']);
+    // Global settings, before the first listener: no Nagle delay on PUBLISHes to the gateways,
+    // and an absent instance's queued share is not cut at Mosquitto's default of 1000.
+    const globals = conf.split('\nlistener ')[0]!.split('\n').filter((l) => l && !l.startsWith('#'));
+    expect(globals).toEqual(['per_listener_settings true', 'set_tcp_nodelay true', 'max_queued_messages 1000000']);
   });
 
   it('write exact topics per principal in the acl file', () => {

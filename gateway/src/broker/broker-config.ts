@@ -226,6 +226,19 @@ function mosquittoFiles(input: BrokerConfigInput, grants: BrokerGrant[], header:
     'per_listener_settings true',
     '',
     comment([
+      'Small PUBLISHes go out at once: without TCP_NODELAY, Nagle holds them back while a gateway',
+      'waits for them (up to 40 ms at a time with its delayed ACK), which caps a gateway far below its CPU.',
+    ]),
+    'set_tcp_nodelay true',
+    comment([
+      'A gateway instance that is away keeps its share of QoS1 messages queued until it returns or its',
+      'session expires (gateway.mqtt.external.sessionExpirySec); Mosquitto\'s default cap (1000) would',
+      'drop the rest. 1,000,000 is ~300 MB per absent instance; size it as share rate x longest outage.',
+      '(0, "no cap", made Mosquitto 2.0.11 stop answering refused QoS1 publishes in our tests.)',
+    ]),
+    'max_queued_messages 1000000',
+    '',
+    comment([
       'Edge agents and devices. use_username_as_clientid: the client id becomes the username, so no',
       'principal can take over another one\'s session (the acl_file cannot bind client ids otherwise).',
       'For TLS, add certfile/keyfile here (and move the listener to 8883):',
