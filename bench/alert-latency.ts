@@ -29,6 +29,8 @@
  *   to_ingest_*_ms        publish -> the gateway's receipt (incident.firstSignalAt; wall clock, 1 ms)
  *   ingest_to_ws_*_ms     the gateway's receipt -> arrival on the socket (wall clock, 1 ms)
  *   background_msg_per_s  background PUBACKs per second over the alarm window
+ *   background_lost       background messages the gateway acknowledged and InfluxDB does not hold
+ *                         (counted after the gateway's buffer drained; null with --no-influx)
  *   gateway_runqueue_wait_percent  wall time the gateway's main thread was runnable but had no
  *                         CPU (/proc/<pid>/schedstat): what other processes cost it
  *
@@ -47,7 +49,7 @@ import { distanceM } from '../gateway/src/alerts/geo.js';
 import { hashSecret } from '../gateway/src/security/secrets.js';
 import type { Incident } from '../protocol/incidents.js';
 import { topics } from '../protocol/topics.js';
-import { startInfluxd } from '../scripts/lib/influxd.js';
+import { startInfluxd, type InfluxServer } from '../scripts/lib/influxd.js';
 import { AgentLoad } from './lib/agent-load.js';
 import { benchTanks, writeLedger } from './lib/fleet.js';
 import { percentile } from './lib/histogram.js';
@@ -119,6 +121,7 @@ const seed = parseIntArg(args.seed, 'seed', 0, 2 ** 31 - 1);
 const useInflux = !args['no-influx'];
 const gatewayOverrides = JSON.parse(args['gateway-config']) as Record<string, unknown>;
 
+const INFLUX_DB = 'gs_bench_alerts';
 const TARGET = { p99_ms: 50, p999_ms: 250, lost: 0, duplicated: 0, background_msg_per_s: 10_000, seconds: 60 };
 /** Two cameras farther apart than their view ranges plus this cannot see one fire. */
 const SEPARATION_MARGIN_M = 200;
@@ -263,18 +266,25 @@ process.stderr.write(
 );
 
 try {
+  let influx: InfluxServer | undefined;
   if (useInflux) {
     phase('starting InfluxDB');
-    const influx = await startInfluxd();
+    const server = await startInfluxd();
+    influx = server;
     let stopped: Promise<void> | undefined;
-    onCleanup(() => (stopped ??= influx.stop()));
-    configDoc.gateway.influx = { url: influx.url, database: 'gs_bench_alerts', ...(gatewayOverrides.influx as object | undefined) };
+    onCleanup(() => (stopped ??= server.stop()));
+    configDoc.gateway.influx = { url: server.url, database: INFLUX_DB, ...(gatewayOverrides.influx as object | undefined) };
   }
 
   phase('gateway');
   const profDir = args['gateway-cpu-prof'];
   const child = spawnTs(`${REPO}/bench/gateway-child.ts`, {
-    nodeFlags: [...GATEWAY_NODE_FLAGS, ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])],
+    // GS_BENCH_NODE_FLAGS: extra node/V8 flags for the gateway (after the defaults, so they win).
+    nodeFlags: [
+      ...GATEWAY_NODE_FLAGS,
+      ...(process.env.GS_BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? []),
+      ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
+    ],
     nofile: agents + 4096,
     label: 'gateway',
     env: { ...process.env, GS_BENCH_CONFIG: JSON.stringify(configDoc) },
@@ -417,7 +427,7 @@ try {
       const max = m.one('gs_nodejs_eventloop_lag_max_seconds');
       if (Number.isFinite(p99)) lagP99s.push(p99 * 1000);
       if (Number.isFinite(max)) lagMax = Math.max(lagMax, max * 1000);
-      series({ kind: 'lag', p99_ms: round(p99 * 1000, 1), max_ms: round(max * 1000, 1) });
+      series({ kind: 'lag', p99_ms: round(p99 * 1000, 1), max_ms: round(max * 1000, 1), rss_mb: round((gatewaySampler.last?.rssKb ?? 0) / 1024, 0) });
     });
   let lagTimer: NodeJS.Timeout | undefined;
   const bgTimer = seriesFile ? setInterval(() => series({ kind: 'background', acked_per_s: Math.round(load.tick.ackedPerSec), inflight: load.tick.inflight }), 1000) : undefined;
@@ -461,7 +471,15 @@ try {
   }, 5000 + intervalMs / 2);
   onCleanup(() => clearTimeout(lagStart));
 
-  const follow = (ms: number, fn: () => void) => setTimeout(fn, ms);
+  // Follow-ups still pending when the run stops are cancelled (the camera agent is gone by then).
+  const followTimers = new Set<NodeJS.Timeout>();
+  const follow = (ms: number, fn: () => void) => {
+    const timer = setTimeout(() => {
+      followTimers.delete(timer);
+      fn();
+    }, ms);
+    followTimers.add(timer);
+  };
   const raise = (n: number) => {
     const now = performance.now();
     const camera = pickCamera(now);
@@ -578,6 +596,29 @@ try {
   clearInterval(housekeeping);
   for (const e of episodes) if (e.arrivedAt === undefined || e.late) e.lost = true;
   const stopped = await load.stop();
+  // Nothing the gateway acknowledged may be missing from InfluxDB: wait for its buffer to drain,
+  // then count until the count stops changing.
+  let stored: number | null = null;
+  if (influx) {
+    phase('counting the background telemetry in InfluxDB');
+    const db = influx;
+    const buffered = async () => (await scrape()).one('gs_influx_buffered_points');
+    const drainDeadline = performance.now() + 120_000;
+    while (performance.now() < drainDeadline && (await buffered()) > 0) await sleep(500);
+    const count = async () => {
+      const res = await db.query(INFLUX_DB, 'SELECT COUNT("levelMm") FROM "water_tank"').catch(() => undefined);
+      return Number(res?.results[0]?.series?.[0]?.values[0]?.[1] ?? 0);
+    };
+    stored = await count();
+    let stableSince = performance.now();
+    while (stored < stopped.acked && performance.now() - stableSince < 5000 && performance.now() < drainDeadline + 60_000) {
+      await sleep(1000);
+      const n = await count();
+      if (n !== stored) stableSince = performance.now();
+      stored = n;
+    }
+  }
+  const backgroundLost = stored === null ? null : Math.max(0, stopped.acked - stored);
   const incidentsInStore = await fetch(`${http}/api/incidents?category=fire&limit=1`, { headers: { authorization: `Bearer ${dutyToken}` } })
     .then((r) => r.json() as Promise<{ total: number }>)
     .then((r) => r.total)
@@ -588,6 +629,7 @@ try {
   phase('stopping');
   clearInterval(progress);
   clearInterval(bgTimer);
+  for (const timer of followTimers) clearTimeout(timer);
   closingSockets = true;
   duty.terminate();
   worker.terminate();
@@ -627,6 +669,7 @@ try {
   if (p99 === null || p99 > TARGET.p99_ms) misses.push(`p99 ${round(p99, 1)} ms > ${TARGET.p99_ms} ms`);
   if (p999 === null || p999 > TARGET.p999_ms) misses.push(`p99.9 ${round(p999, 1)} ms > ${TARGET.p999_ms} ms`);
   if (lost > 0) misses.push(`lost ${lost}`);
+  if (backgroundLost) misses.push(`background telemetry lost ${backgroundLost} (acknowledged ${stopped.acked}, stored ${stored})`);
   if (duplicated > 0) misses.push(`duplicated ${duplicated}`);
   if (bg.ackedPerSec < TARGET.background_msg_per_s * 0.98) misses.push(`background ${Math.round(bg.ackedPerSec)} msg/s < ${TARGET.background_msg_per_s}`);
   if (crashReason) misses.push(`gateway ${crashReason}`);
@@ -688,6 +731,10 @@ try {
     background_puback_p99_ms: round(bg.histogram.percentileMs(99), 1),
     background_stalls_at_inflight_cap: bg.stalls,
     background_disconnects: stopped.disconnects,
+    background_sent: stopped.sent,
+    background_acked: stopped.acked,
+    background_stored: stored,
+    background_lost: backgroundLost,
     gateway_eventloop_lag_p99_ms_median_10s: round(percentile(lagP99s, 50), 1),
     gateway_eventloop_lag_p99_ms_worst_10s: round(lagP99s.length ? Math.max(...lagP99s) : null, 1),
     gateway_eventloop_lag_max_ms: round(lagMax, 1),

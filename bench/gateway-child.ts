@@ -6,10 +6,13 @@
  *   {"ready":true,"pid":…,"mqttPort":…,"httpPort":…,"nofile":…}   once listening
  *   {"gc":true,"heapUsedMb":…}                                    after a "gc" command
  *
+ * GS_BENCH_GC_OUT, if set, is a file that gets one JSON line per garbage-collection pause.
  * GS_BENCH_DASHBOARD_DIR, if set, is the dashboard build it serves (default dashboard/dist).
  * Commands on stdin, one per line: "gc" (needs --expose-gc). Closing stdin (or SIGTERM) stops
  * the gateway cleanly (flushes to InfluxDB) and exits.
  */
+import { appendFileSync } from 'node:fs';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { getHeapStatistics } from 'node:v8';
 import { pino } from 'pino';
@@ -26,6 +29,47 @@ const { config } = resolveConfig(JSON.parse(raw) as unknown, { source: 'bench', 
 const log = pino({ level: config.log.level }, pino.destination(2));
 // GS_BENCH_DASHBOARD_DIR: serve another dashboard build (bench/map.ts compares builds).
 const dashboardDir = process.env.GS_BENCH_DASHBOARD_DIR;
+// GS_BENCH_GC_OUT: append every garbage-collection pause (JSON lines: wall_ms, kind, ms) to this file.
+const gcOut = process.env.GS_BENCH_GC_OUT;
+if (gcOut) {
+  const kinds: Record<number, string> = {
+    [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+    [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+    [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+    [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+  };
+  new PerformanceObserver((list) => {
+    const lines = list
+      .getEntries()
+      .map((e) => {
+        const kind = ((e as { detail?: { kind?: number } }).detail)?.kind ?? -1;
+        return JSON.stringify({ wall_ms: Math.round(performance.timeOrigin + e.startTime), kind: kinds[kind] ?? String(kind), ms: Math.round(e.duration * 100) / 100 });
+      })
+      .join('\n');
+    if (lines) appendFileSync(gcOut, `${lines}\n`);
+  }).observe({ entryTypes: ['gc'] });
+}
+// GS_BENCH_HEAP_SAMPLE=<file>:<delay s>:<seconds>: a sampling heap profile of every allocation
+// (collected ones included) over that window, written as a .heapprofile (Chrome DevTools).
+const heapSample = process.env.GS_BENCH_HEAP_SAMPLE;
+if (heapSample) {
+  const [file, delayS, seconds] = heapSample.split(':');
+  const { Session } = await import('node:inspector');
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
+  setTimeout(() => {
+    void post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }).then(() =>
+      setTimeout(() => {
+        void post('HeapProfiler.stopSampling').then((res) => {
+          appendFileSync(file!, JSON.stringify((res as { profile: unknown }).profile));
+          process.stderr.write(`heap sample written to ${file}\n`);
+        });
+      }, Number(seconds) * 1000),
+    );
+  }, Number(delayS) * 1000);
+}
 const gateway = buildGateway(config, { log, ...(dashboardDir ? { dashboardDir } : {}) });
 await gateway.start();
 process.stdout.write(
