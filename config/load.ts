@@ -95,6 +95,7 @@ const PATH_KEYS = [
   'gateway.mqtt.external.caFile',
   'gateway.spool.dir',
   'gateway.store.file',
+  'gateway.store.postgres.passwordFile',
   'agent.outboxFile',
 ];
 

@@ -471,11 +471,38 @@ export const GatewayConfig = Type.Object(
       },
       { ...strict, default: {} },
     ),
-    /** The operational store (users, sessions, audit, incidents, broadcasts). */
+    /** The operational store (users, sessions, audit, incidents, broadcasts); docs/operations.md. */
     store: Type.Object(
       {
+        /**
+         * 'sqlite': one file, one gateway (the default). 'postgres': a PostgreSQL database that
+         * several gateway instances share (users, sessions, incidents and broadcasts seen by all).
+         */
+        kind: Type.Union([Type.Literal('sqlite'), Type.Literal('postgres')], { default: 'sqlite' }),
         /** SQLite file; relative to the config file; default <dataDir>/greenshield.sqlite. */
         file: Type.Optional(Type.String()),
+        postgres: Type.Object(
+          {
+            /**
+             * postgres://user@host:5432/database, TLS options as query parameters (sslmode,
+             * sslrootcert); required when kind is postgres. No password in it (it is logged).
+             */
+            url: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+            password: Type.Optional(Type.String()),
+            /** A file holding the password (first line), relative to the config file; instead of `password`. */
+            passwordFile: Type.Optional(Type.String({ minLength: 1 })),
+            /**
+             * The store's calls are synchronous (they block the event loop for a round trip); past
+             * this a call fails and the connection is reset, so a hung database cannot stall the gateway.
+             */
+            callTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 5000 }),
+            /** Opening a connection; default callTimeoutMs. */
+            connectTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 120_000 })),
+            /** Shown in pg_stat_activity; set one per instance to tell them apart. */
+            applicationName: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,63}$', default: 'greenshield-gateway' }),
+          },
+          { ...strict, default: {} },
+        ),
       },
       { ...strict, default: {} },
     ),

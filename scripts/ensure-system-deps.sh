@@ -2,8 +2,10 @@
 # Makes sure the system programs the tests use are present: influxd (InfluxDB 1.x), mosquitto and
 # its clients, ffmpeg, chromium, mbpoll (an independent Modbus client, GPL, tests only), a CJK
 # font for the dashboard's screenshots, docker-compose (validates the compose files without an
-# engine) and erl (Erlang's parser reads the generated EMQX acl.conf as EMQX does). As root it installs the
-# missing ones from Debian's packages; otherwise it prints the exact command and fails.
+# engine), erl (Erlang's parser reads the generated EMQX acl.conf as EMQX does) and a PostgreSQL
+# server (the PostgreSQL operational store's tests start their own cluster, test/helpers/postgres.ts).
+# As root it installs the missing ones from Debian's packages; otherwise it prints the exact
+# command and fails.
 set -euo pipefail
 
 declare -A need=(
@@ -17,6 +19,8 @@ declare -A need=(
 )
 # mosquitto lives in /usr/sbin, which is not on every PATH.
 [ -x /usr/sbin/mosquitto ] || need[__mosquitto]=mosquitto
+# PostgreSQL's server binaries live in a versioned dir, /usr/lib/postgresql/<version>/bin, not on PATH.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need[__postgresql]=postgresql
 # The dashboard speaks Chinese first: screenshots need a CJK font.
 { command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh 2>/dev/null)" ]; } || need[__cjkfont]=fonts-wqy-microhei
 
@@ -35,7 +39,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   # Debian starts these as services on install; the tests start their own on free ports.
-  for svc in influxdb mosquitto; do
+  for svc in influxdb mosquitto postgresql; do
     if command -v systemctl >/dev/null 2>&1; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
   done
 else

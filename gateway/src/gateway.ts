@@ -25,7 +25,7 @@ import { EmbeddedBroker } from './broker/broker.js';
 import { ExternalBroker } from './broker/external.js';
 import type { GatewayBroker } from './broker/types.js';
 import { ClusterFanout } from './cluster/fanout.js';
-import { SqliteStore } from './store/sqlite.js';
+import { openStore } from './store/open.js';
 import { Bus } from './bus.js';
 import { buildHttp } from './http/server.js';
 import { Ingest } from './ingest/ingest.js';
@@ -98,7 +98,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
     external && gw.mqtt.external.fanout
       ? new ClusterFanout({ config: gw, log: log.child({ module: 'cluster' }), bus, metrics, registry, hub, link: external })
       : undefined;
-  const store = new SqliteStore(gw.store.file ?? `${gw.dataDir}/greenshield.sqlite`);
+  const store = openStore(gw, log.child({ module: 'store' }));
   const auth = new AuthService({ config: gw.auth, store, log: log.child({ module: 'auth' }) });
   const siteMap = SiteMap.fromFile(config.site.geojson, ledger);
   const alerts = new Alerts({ config, log: log.child({ module: 'alerts' }), bus, metrics, registry, store, siteMap, hub });

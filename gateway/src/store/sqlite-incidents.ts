@@ -4,9 +4,10 @@
  * is what the API returns.
  */
 import type Database from 'better-sqlite3';
-import { OPEN_STATUSES, type Dispatch, type Incident, type TimelineEntry } from '../../../protocol/incidents.js';
-import type { FireDangerDay } from '../../../protocol/incidents.js';
+import type { Dispatch, FireDangerDay, Incident, TimelineEntry } from '../../../protocol/incidents.js';
 import type { FireDangerStore, IncidentQuery, IncidentStore, StoredSignal } from './incidents.js';
+import { INCIDENT_SQL, incidentList } from './queries.js';
+import * as rows from './rows.js';
 
 export const INCIDENTS_SQL = `
   CREATE TABLE incident_numbers (day TEXT PRIMARY KEY, last INTEGER NOT NULL);
@@ -56,17 +57,15 @@ export const INCIDENTS_SQL = `
   CREATE TABLE fire_danger_days (day TEXT PRIMARY KEY, body TEXT NOT NULL);
 `;
 
-const OPEN_SQL = OPEN_STATUSES.map((s) => `'${s}'`).join(', ');
-
 class SqliteFireDangerStore implements FireDangerStore {
   readonly #save: Database.Statement;
   readonly #get: Database.Statement;
   readonly #list: Database.Statement;
 
   constructor(db: Database.Database) {
-    this.#save = db.prepare('INSERT INTO fire_danger_days (day, body) VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET body = excluded.body');
-    this.#get = db.prepare('SELECT body FROM fire_danger_days WHERE day = ?');
-    this.#list = db.prepare('SELECT body FROM fire_danger_days ORDER BY day DESC LIMIT ?');
+    this.#save = db.prepare(INCIDENT_SQL.saveDay);
+    this.#get = db.prepare(INCIDENT_SQL.getDay);
+    this.#list = db.prepare(INCIDENT_SQL.days);
   }
 
   saveDay(day: FireDangerDay): void {
@@ -75,11 +74,11 @@ class SqliteFireDangerStore implements FireDangerStore {
 
   getDay(day: string): FireDangerDay | undefined {
     const r = this.#get.get(day) as { body: string } | undefined;
-    return r ? (JSON.parse(r.body) as FireDangerDay) : undefined;
+    return r ? rows.fromBody<FireDangerDay>(r) : undefined;
   }
 
   days(limit: number): FireDangerDay[] {
-    return (this.#list.all(limit) as Array<{ body: string }>).map((r) => JSON.parse(r.body) as FireDangerDay);
+    return (this.#list.all(limit) as Array<{ body: string }>).map((r) => rows.fromBody<FireDangerDay>(r));
   }
 }
 
@@ -107,18 +106,16 @@ export class SqliteIncidentStore implements IncidentStore {
     this.#stmts = {
       nextNumber: db.prepare('INSERT INTO incident_numbers (day, last) VALUES (?, 1) ON CONFLICT (day) DO UPDATE SET last = last + 1'),
       getNumber: db.prepare('SELECT last FROM incident_numbers WHERE day = ?'),
-      insert: db.prepare('INSERT INTO incidents (id, category, status, grid, created_at, updated_at, body) VALUES (@id, @category, @status, @grid, @createdAt, @updatedAt, @body)'),
-      update: db.prepare('UPDATE incidents SET category = @category, status = @status, grid = @grid, updated_at = @updatedAt, body = @body WHERE id = @id'),
-      get: db.prepare('SELECT body FROM incidents WHERE id = ?'),
-      open: db.prepare(`SELECT body FROM incidents WHERE status IN (${OPEN_SQL}) ORDER BY created_at, id`),
-      addSignal: db.prepare(
-        'INSERT INTO incident_signals (incident_id, device_id, kind, ts, received_at, bearing_deg, confidence, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
-      signals: db.prepare('SELECT * FROM incident_signals WHERE incident_id = ? ORDER BY ts DESC, id DESC LIMIT ?'),
-      addTimeline: db.prepare('INSERT INTO incident_timeline (incident_id, ts, actor, action, detail) VALUES (?, ?, ?, ?, ?)'),
-      timeline: db.prepare('SELECT * FROM incident_timeline WHERE incident_id = ? ORDER BY id'),
-      addDispatch: db.prepare('INSERT INTO incident_dispatches (incident_id, ts, level, recipient, channel, status, detail) VALUES (?, ?, ?, ?, ?, ?, ?)'),
-      dispatches: db.prepare('SELECT * FROM incident_dispatches WHERE incident_id = ? ORDER BY id'),
+      insert: db.prepare(INCIDENT_SQL.insert),
+      update: db.prepare(INCIDENT_SQL.update),
+      get: db.prepare(INCIDENT_SQL.get),
+      open: db.prepare(INCIDENT_SQL.open),
+      addSignal: db.prepare(INCIDENT_SQL.addSignal),
+      signals: db.prepare(INCIDENT_SQL.signals),
+      addTimeline: db.prepare(INCIDENT_SQL.addTimeline),
+      timeline: db.prepare(INCIDENT_SQL.timeline),
+      addDispatch: db.prepare(INCIDENT_SQL.addDispatch),
+      dispatches: db.prepare(INCIDENT_SQL.dispatches),
     };
   }
 
@@ -130,95 +127,52 @@ export class SqliteIncidentStore implements IncidentStore {
   }
 
   insert(incident: Incident): void {
-    this.#stmts.insert.run(row(incident));
+    this.#stmts.insert.run(rows.incidentParams(incident));
   }
 
   update(incident: Incident): void {
-    this.#stmts.update.run(row(incident));
+    this.#stmts.update.run(rows.incidentParams(incident));
   }
 
   get(id: string): Incident | undefined {
     const r = this.#stmts.get.get(id) as { body: string } | undefined;
-    return r ? (JSON.parse(r.body) as Incident) : undefined;
+    return r ? rows.fromBody<Incident>(r) : undefined;
   }
 
   list(q: IncidentQuery): { incidents: Incident[]; total: number } {
-    const where: string[] = [];
-    const values: unknown[] = [];
-    if (q.status && q.status.length > 0) where.push(`status IN (${q.status.map(() => '?').join(', ')})`), values.push(...q.status);
-    if (q.category) where.push('category = ?'), values.push(q.category);
-    if (q.grids) where.push(q.grids.length ? `grid IN (${q.grids.map(() => '?').join(', ')})` : '0'), values.push(...q.grids);
-    if (q.from !== undefined) where.push('created_at >= ?'), values.push(q.from);
-    if (q.to !== undefined) where.push('created_at <= ?'), values.push(q.to);
-    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
-    const total = (this.#db.prepare(`SELECT COUNT(*) AS n FROM incidents ${clause}`).get(...values) as { n: number }).n;
-    const rows = this.#db
-      .prepare(`SELECT body FROM incidents ${clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`)
-      .all(...values, q.limit, q.offset) as Array<{ body: string }>;
-    return { incidents: rows.map((r) => JSON.parse(r.body) as Incident), total };
+    const page = incidentList(q);
+    const total = (this.#db.prepare(page.countSql).get(...page.values) as { n: number }).n;
+    const found = this.#db.prepare(page.pageSql).all(...page.pageValues) as Array<{ body: string }>;
+    return { incidents: found.map((r) => rows.fromBody<Incident>(r)), total };
   }
 
   open(): Incident[] {
-    return (this.#stmts.open.all() as Array<{ body: string }>).map((r) => JSON.parse(r.body) as Incident);
+    return (this.#stmts.open.all() as Array<{ body: string }>).map((r) => rows.fromBody<Incident>(r));
   }
 
   addSignal(s: StoredSignal): void {
-    this.#stmts.addSignal.run(s.incidentId, s.deviceId, s.kind, s.ts, s.receivedAt, s.bearingDeg, s.confidence, s.value);
+    this.#stmts.addSignal.run(...rows.signalValues(s));
   }
 
   signals(incidentId: string, limit: number): StoredSignal[] {
-    const rows = this.#stmts.signals.all(incidentId, limit) as Array<{
-      incident_id: string;
-      device_id: string;
-      kind: StoredSignal['kind'];
-      ts: number;
-      received_at: number;
-      bearing_deg: number | null;
-      confidence: number | null;
-      value: number | null;
-    }>;
-    return rows.map((r) => ({
-      incidentId: r.incident_id,
-      deviceId: r.device_id,
-      kind: r.kind,
-      ts: r.ts,
-      receivedAt: r.received_at,
-      bearingDeg: r.bearing_deg,
-      confidence: r.confidence,
-      value: r.value,
-    }));
+    return (this.#stmts.signals.all(incidentId, limit) as rows.SignalRow[]).map(rows.toSignal);
   }
 
   addTimeline(e: Omit<TimelineEntry, 'id'>): TimelineEntry {
-    const info = this.#stmts.addTimeline.run(e.incidentId, e.ts, e.actor, e.action, JSON.stringify(e.detail));
+    const info = this.#stmts.addTimeline.run(...rows.timelineValues(e));
     return { id: Number(info.lastInsertRowid), ...e };
   }
 
   timeline(incidentId: string): TimelineEntry[] {
-    const rows = this.#stmts.timeline.all(incidentId) as Array<{ id: number; incident_id: string; ts: number; actor: string; action: TimelineEntry['action']; detail: string }>;
-    return rows.map((r) => ({ id: r.id, incidentId: r.incident_id, ts: r.ts, actor: r.actor, action: r.action, detail: JSON.parse(r.detail) as Record<string, unknown> }));
+    return (this.#stmts.timeline.all(incidentId) as rows.TimelineRow[]).map(rows.toTimeline);
   }
 
   addDispatch(d: Omit<Dispatch, 'id'>): Dispatch {
-    const info = this.#stmts.addDispatch.run(d.incidentId, d.ts, d.level, d.recipient, d.channel, d.status, d.detail);
+    const info = this.#stmts.addDispatch.run(...rows.dispatchValues(d));
     return { id: Number(info.lastInsertRowid), ...d };
   }
 
   dispatches(incidentId: string): Dispatch[] {
-    const rows = this.#stmts.dispatches.all(incidentId) as Array<{
-      id: number;
-      incident_id: string;
-      ts: number;
-      level: Dispatch['level'];
-      recipient: string;
-      channel: string;
-      status: Dispatch['status'];
-      detail: string | null;
-    }>;
-    return rows.map((r) => ({ id: r.id, incidentId: r.incident_id, ts: r.ts, level: r.level, recipient: r.recipient, channel: r.channel, status: r.status, detail: r.detail }));
+    return (this.#stmts.dispatches.all(incidentId) as rows.DispatchRow[]).map(rows.toDispatch);
   }
-}
-
-function row(i: Incident) {
-  return { id: i.id, category: i.category, status: i.status, grid: i.grid, createdAt: i.createdAt, updatedAt: i.updatedAt, body: JSON.stringify(i) };
 }
