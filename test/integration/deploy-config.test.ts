@@ -34,6 +34,7 @@ async function tool(cmd: string, args: string[], pkg: string, opts: { cwd?: stri
 interface ComposeService {
   command?: string[];
   environment?: Record<string, string>;
+  depends_on?: Record<string, { condition: string }>;
 }
 const composeFiles = ['docker-compose.yml', 'deploy/single-site/docker-compose.yml'];
 const resolved = new Map<string, { services: Record<string, ComposeService> }>();
@@ -83,6 +84,12 @@ describe('docker-compose files', () => {
         if (kind === 'gateway' && file === 'docker-compose.yml') {
           expect(config.gateway?.mqtt).toMatchObject({ mode: 'external', external: { url: 'mqtt://emqx:1883', username: 'gateway', shareGroup: 'greenshield', clientId: name } });
           expect(config.gateway?.influx).toMatchObject({ api: 'v2', org: 'greenshield', bucket: 'greenshield', token: 'token' });
+          // One operational store for both instances: the compose file's PostgreSQL.
+          expect(config.gateway?.store).toMatchObject({
+            kind: 'postgres',
+            postgres: { url: 'postgres://greenshield@postgres:5432/greenshield', passwordFile: '/run/secrets/postgres-password', applicationName: name },
+          });
+          expect(service.depends_on).toMatchObject({ postgres: { condition: 'service_healthy' } });
         }
         if (kind === 'agent') expect(config.agent).toMatchObject({ id: 'agent-chashan', brokerUrl: 'mqtt://emqx:1883', username: 'agent-chashan' });
         checked++;
