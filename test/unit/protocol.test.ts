@@ -59,4 +59,21 @@ describe('duplicate detection', () => {
     // seq 1 fell out of the 4-entry window: memory stays bounded.
     expect(recent.isDuplicate('d', 'telemetry', 1, ts + 5)).toBe(false);
   });
+
+  it('keeps the last `window` pairs per device and channel, a re-recorded seq counting as newest', () => {
+    const recent = new RecentMessages(3);
+    for (const s of [1, 2, 3]) expect(recent.isDuplicate('d', 'telemetry', s, ts + s)).toBe(false);
+    // seq 1 again with a new ts (a reboot): recorded as the newest pair, the old (1, ts+1) retired.
+    expect(recent.isDuplicate('d', 'telemetry', 1, ts + 100)).toBe(false);
+    expect(recent.isDuplicate('d', 'telemetry', 1, ts + 1)).toBe(false);
+    expect(recent.isDuplicate('d', 'telemetry', 1, ts + 1)).toBe(true);
+    // Another device and another channel have rings of their own.
+    expect(recent.isDuplicate('e', 'telemetry', 2, ts + 2)).toBe(false);
+    expect(recent.isDuplicate('d', 'ack', 3, ts + 3)).toBe(false);
+    // (3, ts+3) is still inside d's window (the re-recorded seq 1 took the slots of 1 and 2); 4, 5, 6 push it out.
+    expect(recent.isDuplicate('d', 'telemetry', 3, ts + 3)).toBe(true);
+    for (const s of [4, 5, 6]) recent.isDuplicate('d', 'telemetry', s, ts + s);
+    expect(recent.isDuplicate('d', 'telemetry', 3, ts + 3)).toBe(false);
+    expect(() => new RecentMessages(0)).toThrow(/positive integer/);
+  });
 });
