@@ -10,6 +10,7 @@ export const ERRORS = {
   BAD_TIME_RANGE: { status: 400, message: 'from must be before to, and the range at most 366 days' },
   STORAGE_UNAVAILABLE: { status: 503, message: 'time-series storage (InfluxDB) is not reachable' },
   STORAGE_DISABLED: { status: 503, message: 'time-series storage is disabled in the config' },
+  STORE_UNAVAILABLE: { status: 503, message: 'the operational store (users, sessions, incidents, broadcasts) is not reachable; try again shortly' },
   UNAUTHENTICATED: { status: 401, message: 'sign in first (session cookie or Authorization: Bearer token)' },
   FORBIDDEN: { status: 403, message: 'your role does not allow this' },
   BAD_LOGIN: { status: 401, message: 'wrong username or password' },

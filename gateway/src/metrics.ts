@@ -158,6 +158,12 @@ export function createMetrics() {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [registry],
     }),
+    storeErrors: new Counter({
+      name: 'gs_store_errors_total',
+      help: 'Operational store calls that failed the gateway’s own timed work (escalation, fire danger rating, broadcast runs and progress, deferred signals), by operation; the work is retried',
+      labelNames: ['operation'] as const,
+      registers: [registry],
+    }),
     broadcastJobs: new Counter({
       name: 'gs_broadcast_jobs_total',
       help: 'Broadcast jobs created, by priority',

@@ -104,10 +104,17 @@ describe('two gateways on one PostgreSQL store', () => {
     }
   });
 
-  it('/ready says the store is down while PostgreSQL is, and ready again after', async () => {
-    // Seconds after both gateways started: their minute timers (fire danger) do not fire during
-    // this outage, and the one incident is acknowledged (no escalation due). Those timers do not
-    // yet survive a store error (docs/architecture.md, "Shared operational state").
+  it('the same user created through both instances at once: one 201, one 409 with the error body', async () => {
+    const body = JSON.stringify({ username: 'pg-race-zhao', displayName: '赵', role: 'viewer', password: 'pg-race-zhao-password' });
+    const init = { method: 'POST', headers: { 'content-type': 'application/json' }, body };
+    // Both look the name up before either inserts it (hashing the password takes longer than that).
+    const answers = await Promise.all([a.api('/api/users', init), b.api('/api/users', init)]);
+    expect(answers.map((r) => r.status).sort()).toEqual([201, 409]);
+    const refused = answers.find((r) => r.status === 409)!;
+    expect(await refused.json()).toEqual({ code: 'USER_EXISTS', message: 'a user "pg-race-zhao" exists' });
+  });
+
+  it('/ready says the store is down while PostgreSQL is, API calls answer 503 meanwhile, and all is back after', async () => {
     await server.halt();
     try {
       const down = await waitFor(async () => {
@@ -115,7 +122,19 @@ describe('two gateways on one PostgreSQL store', () => {
         return res.status === 503 ? ((await res.json()) as { checks: { store: boolean } }) : null;
       }, { what: '/ready 503' });
       expect(down.checks.store).toBe(false);
-      expect((await fetch(`${a.httpUrl}/api/auth/me`, { headers: { authorization: `Bearer ${await a.tokenFor('admin')}` } })).status).toBe(500);
+      for (const path of ['/api/auth/me', '/api/incidents', '/api/broadcasts']) {
+        const res = await fetch(`${a.httpUrl}${path}`, { headers: { authorization: `Bearer ${await a.tokenFor('admin')}` } });
+        expect(res.status).toBe(503);
+        expect(res.headers.get('retry-after')).toBe('5');
+        expect(await res.json()).toEqual({ code: 'STORE_UNAVAILABLE', message: 'the operational store (users, sessions, incidents, broadcasts) is not reachable; try again shortly' });
+      }
+      const login = await fetch(`${b.httpUrl}/api/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'test-admin', password: 'test-admin-password' }),
+      });
+      expect(login.status).toBe(503);
+      expect((await a.metrics.registry.getSingleMetricAsString('gs_store_errors_total')).split('\n')).toContain('gs_store_errors_total{operation="http"} 3');
     } finally {
       await server.resume();
     }

@@ -19,8 +19,9 @@ import { createLogger } from '../../gateway/src/log.js';
 import { createMetrics } from '../../gateway/src/metrics.js';
 import { DeviceRegistry } from '../../gateway/src/registry/registry.js';
 import { SqliteStore } from '../../gateway/src/store/sqlite.js';
-import type { User } from '../../gateway/src/store/store.js';
+import type { OperationalStore, User } from '../../gateway/src/store/store.js';
 import type { ServerMessage } from '../../protocol/ws.js';
+import { failingStore } from '../helpers/failing-store.js';
 import { CONFIG_DIR } from '../helpers/gateway.js';
 
 const ledger = loadLedger(join(CONFIG_DIR, 'ledger/chashan-zhuhai.csv'));
@@ -35,7 +36,7 @@ let dir: string;
 let store: SqliteStore;
 let worker: User;
 
-function service(notices: DispatchNotice[] = [], pushed: ServerMessage[] = []) {
+function service(notices: DispatchNotice[] = [], pushed: ServerMessage[] = [], operational: OperationalStore = store) {
   const bus = new Bus(log);
   const metrics = createMetrics();
   const registry = new DeviceRegistry({ config: gw, log, bus, metrics, ledger });
@@ -46,7 +47,7 @@ function service(notices: DispatchNotice[] = [], pushed: ServerMessage[] = []) {
     log,
     metrics,
     registry,
-    store,
+    store: operational,
     siteMap,
     push: { publish: (m) => (pushed.push(m), 1) },
     notifiers: [recorder],
@@ -159,5 +160,28 @@ describe('escalation', () => {
     expect(store.incidents.get(incident!.id)!.signalCount).toBe(2);
     s.stop();
     again.stop();
+  });
+
+  // A commit whose answer never came may have been done (docs/architecture.md, "No call waits for
+  // ever"). A stand-in store commits and then throws StoreTimeoutError; the real timeouts and
+  // outages are in test/integration/incidents-postgres-outage.test.ts.
+  it('an escalation whose commit timed out but was done is not done again, and is announced once', async () => {
+    const notices: DispatchNotice[] = [];
+    const flaky = failingStore(store);
+    const s = service(notices, [], flaky.store);
+    s.handleSignal(alarm());
+    const [incident] = store.incidents.open();
+    flaky.commitTimesOut();
+    await vi.advanceTimersByTimeAsync(61_000);
+    expect(store.incidents.get(incident!.id)!.level).toBe('community'); // stored, though the commit "failed"
+    await vi.advanceTimersByTimeAsync(10_000);
+    const steps = store.incidents.timeline(incident!.id).filter((t) => t.action === 'escalated');
+    expect(steps.map((t) => [t.detail.level, t.ts - T0])).toEqual([['community', 60_000]]);
+    expect(store.incidents.get(incident!.id)!.escalateAt).toBe(T0 + 60_000 + 120_000);
+    expect(notices.map((n) => [n.level, n.reason])).toEqual([
+      ['grid', 'dispatched'],
+      ['community', 'escalated'],
+    ]);
+    s.stop();
   });
 });

@@ -5,11 +5,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { angstromIndex, dewPointC, FireDangerService, nesterovLevel, nesterovStep } from '../../gateway/src/alerts/fire-danger.js';
 import { Bus } from '../../gateway/src/bus.js';
 import { createLogger } from '../../gateway/src/log.js';
+import { createMetrics } from '../../gateway/src/metrics.js';
 import { SqliteStore } from '../../gateway/src/store/sqlite.js';
+import { failingStore } from '../helpers/failing-store.js';
 
 const log = createLogger('silent');
 
@@ -102,5 +104,50 @@ describe('the daily rating', () => {
     now = at(5, 15);
     service.tick();
     expect(service.status()).toMatchObject({ level: null, source: 'none', current: null });
+  });
+
+  // The minute timer with the store failing as PostgreSQL's does while it is down (a stand-in
+  // store that throws StoreUnavailableError; the real outage is in
+  // test/integration/incidents-postgres-outage.test.ts and gateway-postgres.test.ts).
+  it('the minute tick survives a store outage after 13:30 and rates the day once the store answers; level() keeps the last level', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const flaky = failingStore(store);
+    const metrics = createMetrics();
+    const ratings: Array<number | null> = [];
+    const onTimer = new FireDangerService({ bus: new Bus(log), store: flaky.store.incidents.fireDanger, log, timeZone: 'Asia/Shanghai', now: () => now, metrics, onChange: (st) => ratings.push(st.level) });
+    try {
+      // Yesterday rated; today's midday weather is in, the store goes down before 13:30.
+      now = at(9, 13, 31);
+      for (const [i, dt] of [0, 0.4, 6].entries()) onTimer.record(`tank-00${i + 1}`, at(9, 12, 55 + i), 30 + dt, 20 - dt, 0);
+      onTimer.tick();
+      const yesterday = onTimer.level();
+      expect(yesterday).not.toBeNull();
+      for (const [i, dt] of [0, 0.4, 6].entries()) onTimer.record(`tank-00${i + 1}`, at(10, 12, 55 + i), 31 + dt, 18 - dt, 0);
+      now = at(10, 13, 0);
+      onTimer.start();
+      flaky.down = true;
+      for (let minute = 1; minute <= 5; minute++) {
+        now = at(10, 13, 30 + minute);
+        expect(() => vi.advanceTimersByTime(60_000)).not.toThrow();
+      }
+      expect(flaky.refused).toBeGreaterThanOrEqual(5);
+      const errors = (await metrics.registry.getSingleMetricAsString('gs_store_errors_total')).split('\n').find((l) => l.includes('operation="fire_danger_rating"'));
+      expect(errors).toMatch(/ 5$/);
+      // A camera alarm asks for the level: the last one read, not an error.
+      expect(onTimer.level()).toBe(yesterday);
+      expect(store.incidents.fireDanger.getDay('2026-12-10')).toBeUndefined();
+
+      flaky.down = false;
+      now = at(10, 13, 36);
+      vi.advanceTimersByTime(60_000);
+      expect(store.incidents.fireDanger.getDay('2026-12-10')).toMatchObject({ computedLevel: expect.any(Number), stations: 3 });
+      expect(ratings).toHaveLength(2); // day 9 and day 10, once each
+      now = at(10, 13, 40);
+      vi.advanceTimersByTime(4 * 60_000);
+      expect(ratings).toHaveLength(2);
+    } finally {
+      onTimer.stop();
+      vi.useRealTimers();
+    }
   });
 });

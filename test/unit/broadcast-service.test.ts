@@ -17,9 +17,11 @@ import { Bus } from '../../gateway/src/bus.js';
 import { createLogger } from '../../gateway/src/log.js';
 import { createMetrics, type Metrics } from '../../gateway/src/metrics.js';
 import { DeviceRegistry } from '../../gateway/src/registry/registry.js';
+import { StoreUnavailableError } from '../../gateway/src/store/errors.js';
 import { SqliteStore } from '../../gateway/src/store/sqlite.js';
 import type { BroadcastRequest, BroadcastServerMessage } from '../../protocol/broadcasts.js';
 import type { AckStatus, DeviceCommand } from '../../protocol/payloads.js';
+import { failingStore, type FailingStore } from '../helpers/failing-store.js';
 import { CONFIG_DIR } from '../helpers/gateway.js';
 
 const ledger = loadLedger(join(CONFIG_DIR, 'ledger/chashan-zhuhai.csv'));
@@ -35,6 +37,8 @@ interface Harness {
   bus: Bus;
   registry: DeviceRegistry;
   store: SqliteStore;
+  /** The store the service uses: the SQLite one, behind a switch that makes it fail like PostgreSQL in an outage. */
+  flaky: FailingStore;
   metrics: Metrics;
   sent: Array<{ pole: string; command: DeviceCommand; at: number }>;
   pushed: BroadcastServerMessage[];
@@ -56,6 +60,7 @@ function build(opts: { storeFile?: string; broadcast?: Record<string, unknown>; 
   const metrics = createMetrics();
   const registry = new DeviceRegistry({ config: gw, log, bus, metrics, ledger });
   const store = new SqliteStore(opts.storeFile ?? ':memory:');
+  const flaky = failingStore(store);
   const sent: Harness['sent'] = [];
   const pushed: BroadcastServerMessage[] = [];
   const service = new BroadcastService({
@@ -65,7 +70,7 @@ function build(opts: { storeFile?: string; broadcast?: Record<string, unknown>; 
     bus,
     metrics,
     registry,
-    store,
+    store: flaky.store,
     site: siteMap,
     ledger,
     sendCommand: async (pole, command) => {
@@ -81,6 +86,7 @@ function build(opts: { storeFile?: string; broadcast?: Record<string, unknown>; 
     bus,
     registry,
     store,
+    flaky,
     metrics,
     sent,
     pushed,
@@ -388,6 +394,82 @@ describe('schedules', () => {
     expect(plays(h)).toEqual([]);
     await advance(1010);
     expect(plays(h).map((s) => s.command.expiresAt)).toEqual([sh('2025-04-01T18:30:00')]);
+  });
+});
+
+// The store failing as PostgreSQL's does (StoreUnavailableError at once while it is down; a
+// commit that times out after it was done) through a stand-in switch on the SQLite store; the real
+// outage of PostgreSQL is in test/integration/incidents-postgres-outage.test.ts and
+// gateway-postgres.test.ts.
+describe('the operational store failing', () => {
+  const storeErrors = async (h: Harness, operation: string) =>
+    Number((await h.metrics.registry.getSingleMetricAsString('gs_store_errors_total')).split('\n').find((l) => l.includes(`operation="${operation}"`))?.split(' ').at(-1) ?? 0);
+
+  it('a scheduled run that comes due while the store is down starts once it answers; the tick never throws', async () => {
+    const h = build();
+    setStatus(h, 'pole-001', 'online');
+    const { broadcast } = await h.service.create(text(['pole-001'], { schedule: { type: 'at', at: Date.now() + 10 * MIN } }), OFFICER);
+    h.flaky.down = true;
+    await advance(12 * MIN); // rejects if a timer throws, as the process would end
+    expect(plays(h)).toEqual([]);
+    expect(h.service.get(broadcast.id).broadcast).toMatchObject({ status: 'scheduled', run: 0 });
+    expect(await storeErrors(h, 'broadcast_run')).toBeGreaterThanOrEqual(100);
+
+    h.flaky.down = false;
+    await advance(1010);
+    expect(plays(h).map((s) => [s.command.id, s.command.expiresAt])).toEqual([[`${broadcast.id}-1-0`, sh('2025-04-01T10:40:00')]]);
+    expect(h.store.broadcasts.getJob(broadcast.id)).toMatchObject({ status: 'active', run: 1 });
+    ack(h, 'pole-001', `${broadcast.id}-1-0`, 'done');
+    await advance(1000);
+    expect(h.store.broadcasts.getJob(broadcast.id)).toMatchObject({ status: 'finished', run: 1, counts: { done: 1 } });
+    expect(plays(h)).toHaveLength(1);
+  });
+
+  it('a run start whose commit timed out but was done carries on from the store: one run, one play', async () => {
+    const h = build();
+    setStatus(h, 'pole-001', 'online');
+    const { broadcast } = await h.service.create(text(['pole-001'], { schedule: { type: 'at', at: Date.now() + 10 * MIN } }), OFFICER);
+    await advance(10 * MIN - 1000);
+    h.flaky.commitTimesOut();
+    await advance(1000); // the run's start is committed, and the service is told it failed
+    await advance(2010);
+    expect(h.store.broadcasts.deliveries(broadcast.id, 2)).toEqual([]);
+    expect(h.service.get(broadcast.id).broadcast).toMatchObject({ status: 'active', run: 1 });
+    expect(plays(h).map((s) => s.command.id)).toEqual([`${broadcast.id}-1-0`]);
+  });
+
+  it('the end of a run the store refuses is written on a later tick; the acks that ended it are kept', async () => {
+    const h = build();
+    setStatus(h, 'pole-001', 'online');
+    const { broadcast } = await h.service.create(text(['pole-001']), OFFICER);
+    await advance(100); // sent, and that written
+    h.flaky.down = true;
+    ack(h, 'pole-001', `${broadcast.id}-1-0`, 'done');
+    await advance(5000);
+    expect(h.service.get(broadcast.id).broadcast).toMatchObject({ status: 'active', counts: { done: 1 } });
+    expect(h.store.broadcasts.getJob(broadcast.id)).toMatchObject({ status: 'active', counts: { sent: 1 } });
+    h.flaky.down = false;
+    await advance(1000);
+    expect(h.store.broadcasts.getJob(broadcast.id)).toMatchObject({ status: 'finished', counts: { done: 1 } });
+    expect(h.store.broadcasts.deliveries(broadcast.id, 1)).toMatchObject([{ state: 'done' }]);
+    expect(audit(h, 'broadcast.finish')).toHaveLength(1);
+  });
+
+  it('a cancel the store refuses changes nothing and stops no pole', async () => {
+    const h = build();
+    setStatus(h, 'pole-001', 'online');
+    const { broadcast } = await h.service.create(text(['pole-001']), OFFICER);
+    await advance(0);
+    h.flaky.down = true;
+    expect(() => h.service.cancel(broadcast.id, OFFICER, '误发')).toThrow(StoreUnavailableError);
+    await advance(0);
+    expect(stops(h)).toEqual([]);
+    expect(h.service.get(broadcast.id).broadcast).toMatchObject({ status: 'active', counts: { sent: 1 } });
+    h.flaky.down = false;
+    expect(h.service.cancel(broadcast.id, OFFICER, '误发')).toMatchObject({ status: 'cancelled', counts: { cancelled: 1 } });
+    await advance(100);
+    expect(stops(h)).toHaveLength(1);
+    expect(h.store.broadcasts.deliveries(broadcast.id, 1)).toMatchObject([{ state: 'cancelled' }]);
   });
 });
 

@@ -62,6 +62,7 @@ export class Alerts {
       store: ctx.store.incidents.fireDanger,
       log: ctx.log,
       timeZone: ctx.config.site.timeZone,
+      metrics: ctx.metrics,
       onChange: (fireDanger) => ctx.hub.publish({ type: 'fireDanger', fireDanger }),
     });
     this.rules = new AlertRules({

@@ -15,10 +15,15 @@
  * The five levels and colours follow QX/T 77-2007 (一级 低 green … 五级 极高 red). A duty officer
  * may set the day's level by hand (the weather bureau's forecast), which wins and is audited.
  * Dew point by the Magnus formula (Alduchov & Eskridge 1996 constants).
+ *
+ * While the store is unavailable the minute tick fails and is tried again the next minute (the
+ * day is rated once the store answers), and `level()` keeps the last level it read.
  */
 import type { Logger } from 'pino';
 import type { Bus } from '../bus.js';
 import type { FireDangerDay, FireDangerStatus } from '../../../protocol/incidents.js';
+import type { Metrics } from '../metrics.js';
+import { StoreErrorReporter } from '../store/errors.js';
 import type { FireDangerStore } from '../store/incidents.js';
 
 export type { FireDangerStatus };
@@ -79,6 +84,8 @@ export interface FireDangerContext {
   log: Logger;
   timeZone: string;
   onChange?: (status: FireDangerStatus) => void;
+  /** Counts store errors of the minute tick (`gs_store_errors_total`). */
+  metrics?: Pick<Metrics, 'storeErrors'>;
   now?: () => number;
 }
 
@@ -94,10 +101,15 @@ export class FireDangerService {
   #off: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #cached: { at: number; level: number | null } | undefined;
+  /** The last level read from the store, for when it cannot be read. */
+  #lastLevel: number | null = null;
+  readonly #storeErrors: StoreErrorReporter;
 
   constructor(ctx: FireDangerContext) {
     this.#ctx = ctx;
     this.#now = ctx.now ?? Date.now;
+    const { metrics } = ctx;
+    this.#storeErrors = new StoreErrorReporter({ log: ctx.log, count: metrics ? (operation) => metrics.storeErrors.inc({ operation }) : undefined, now: this.#now });
     this.#fmt = new Intl.DateTimeFormat('en-CA', { timeZone: ctx.timeZone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
   }
 
@@ -109,9 +121,14 @@ export class FireDangerService {
         this.record(device.id, message.ts, v.airTemperatureC, v.humidityPercent, typeof v.rainTodayMm === 'number' ? v.rainTodayMm : null);
       }
     });
-    this.#timer = setInterval(() => this.tick(), 60_000);
+    this.#timer = setInterval(() => this.#onTick(), 60_000);
     this.#timer.unref();
-    this.tick();
+    this.#onTick();
+  }
+
+  /** The minute timer: never throws; a rating the store refused is tried again next minute. */
+  #onTick(): void {
+    this.#storeErrors.attempt('fire_danger_rating', () => this.tick(), 'retried every minute');
   }
 
   stop(): void {
@@ -181,7 +198,20 @@ export class FireDangerService {
     this.#ctx.store.saveDay(row);
     this.#cached = undefined;
     this.#ctx.log.info({ day, level: row.computedLevel, nesterov: row.nesterov, angstrom: row.angstrom, stations: row.stations }, 'fire danger rated');
-    this.#ctx.onChange?.(this.status());
+    this.#announce();
+  }
+
+  /** Tells listeners the status; the rating is stored already, so a failure to read it back is only logged. */
+  #announce(): void {
+    if (!this.#ctx.onChange) return;
+    let status: FireDangerStatus;
+    try {
+      status = this.status();
+    } catch (err) {
+      this.#ctx.log.warn({ err: (err as Error).message }, 'fire danger rated; the new status could not be read back to announce it');
+      return;
+    }
+    this.#ctx.onChange(status);
   }
 
   /** Rain in the 24 h before today's midday: yesterday after its midday, plus today to midday. */
@@ -228,10 +258,21 @@ export class FireDangerService {
     return status;
   }
 
-  /** The level in force now (1..5), or null. Cheap: the alert rules ask on every camera alarm. */
+  /**
+   * The level in force now (1..5), or null. Cheap: the alert rules ask on every camera alarm.
+   * While the store cannot be read, the last level read (a camera alarm must not fail on it).
+   */
   level(): number | null {
     const now = this.#now();
-    if (!this.#cached || now - this.#cached.at > 60_000) this.#cached = { at: now, level: this.status().level };
+    if (!this.#cached || now - this.#cached.at > 60_000) {
+      try {
+        this.#lastLevel = this.status().level;
+        this.#storeErrors.succeeded('fire_danger_level');
+      } catch (err) {
+        this.#storeErrors.failed('fire_danger_level', err, 'the last level read stands');
+      }
+      this.#cached = { at: now, level: this.#lastLevel };
+    }
     return this.#cached.level;
   }
 

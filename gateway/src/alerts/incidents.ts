@@ -17,9 +17,13 @@
  *   stored with the incident, so escalation continues across a gateway restart.
  * - Every step is in the incident's timeline; every human decision and every escalation also in
  *   the audit log.
+ * - **The store can fail** (PostgreSQL down or not answering): a change is written before it is
+ *   kept in memory, or undone in memory when its write fails, so memory never runs ahead of the
+ *   store. A signal that cannot be stored waits, in order, and is handled when the store answers
+ *   again; an escalation that could not be written is done on the next tick after that, once.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LedgerDevice } from '../../../config/ledger.js';
@@ -45,6 +49,7 @@ import { ApiError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Audience } from '../push/hub.js';
 import type { DeviceRegistry } from '../registry/registry.js';
+import { isStoreOutage, StoreErrorReporter } from '../store/errors.js';
 import type { OperationalStore, User } from '../store/store.js';
 import type { IncidentQuery } from '../store/incidents.js';
 import { distanceM, gnomonicPlane, type LatLon } from './geo.js';
@@ -106,6 +111,8 @@ const KIND_TITLE: Record<SignalKind, string> = {
 /** Unlocated, a camera's repeat alarm within this angle of its earlier bearing is the same fire. */
 const SAME_CAMERA_TOLERANCE_DEG = 3;
 const ESCALATION_TICK_MS = 1000;
+/** Signals kept while the store is unavailable; beyond this the oldest are dropped (and counted). */
+const MAX_DEFERRED_SIGNALS = 10_000;
 
 const isOpen = (s: IncidentStatus) => OPEN_STATUSES.includes(s);
 
@@ -121,12 +128,21 @@ export class IncidentService {
   #tick: NodeJS.Timeout | undefined;
   readonly #listeners = new Set<(incident: Incident, isNew: boolean) => void>();
   #dayFormat: Intl.DateTimeFormat | undefined;
+  readonly #storeErrors: StoreErrorReporter;
+  /** Signals that came while the store was unavailable, oldest first. */
+  readonly #deferred: Signal[] = [];
+  #droppedSignals = 0;
+  /** Incidents whose last write failed in a way that may still have stored it (a timed-out commit): re-read before acting on them. */
+  readonly #reload = new Set<string>();
+  /** A signal whose incident creation failed that way, and the id the incident would have. */
+  readonly #maybeCreated = new WeakMap<Signal, string>();
 
   constructor(ctx: IncidentContext) {
     this.#ctx = ctx;
     this.#cfg = ctx.config;
     this.#now = ctx.now ?? Date.now;
     this.#gridNames = new Map(ctx.siteMap.grids().map((g) => [g.id, g.name]));
+    this.#storeErrors = new StoreErrorReporter({ log: ctx.log, count: (operation) => ctx.metrics.storeErrors.inc({ operation }), now: this.#now });
   }
 
   start(): void {
@@ -136,7 +152,7 @@ export class IncidentService {
     const recent = this.#ctx.store.incidents.list({ status: ['false_alarm'], category: 'fire', from: this.#now() - windowMs - 24 * 3_600_000, limit: 1000, offset: 0 });
     for (const incident of recent.incidents) this.#index(incident);
     this.#updateGauge();
-    this.#tick = setInterval(() => this.escalateDue(), ESCALATION_TICK_MS);
+    this.#tick = setInterval(() => this.#onTick(), ESCALATION_TICK_MS);
     this.#tick.unref();
     // Overdue escalations from before a restart go out now, not a tick later.
     this.escalateDue();
@@ -144,6 +160,13 @@ export class IncidentService {
 
   stop(): void {
     clearInterval(this.#tick);
+  }
+
+  /** Every second: what waited for the store first, then due escalations. Never throws. */
+  #onTick(): void {
+    this.#reloadUnsure();
+    this.#retryDeferred();
+    this.escalateDue();
   }
 
   // ---- reading ----------------------------------------------------------------------------------
@@ -180,13 +203,65 @@ export class IncidentService {
 
   // ---- signals ----------------------------------------------------------------------------------
 
+  /**
+   * A signal from the rules. While the store is unavailable it is kept (in order: later signals
+   * wait behind it) and handled on a later tick; other errors are thrown to the caller.
+   */
   handleSignal(signal: Signal): void {
     if (!this.#cfg.enabled) return;
+    if (this.#deferred.length > 0) return this.#defer(signal);
+    try {
+      this.#apply(signal);
+    } catch (err) {
+      if (!isStoreOutage(err)) throw err;
+      this.#storeErrors.failed('incident_signal', err, 'signals are kept and handled once the store answers');
+      this.#defer(signal);
+    }
+  }
+
+  #apply(signal: Signal): void {
+    const unsure = this.#maybeCreated.get(signal);
+    if (unsure !== undefined) {
+      // Its incident's creation failed at the commit, which may have been done: not twice.
+      const stored = this.#ctx.store.incidents.get(unsure);
+      this.#maybeCreated.delete(signal);
+      if (stored) return this.#announceNew(stored, signal, this.#recipients(stored, 'grid'));
+    }
     if (signal.clear) return this.#handleClear(signal);
     const category = CATEGORY_OF[signal.kind];
     const target = this.#match(category, signal);
     if (target) this.#join(target, signal);
     else this.#create(category, signal);
+  }
+
+  #defer(signal: Signal): void {
+    this.#deferred.push(signal);
+    if (this.#deferred.length <= MAX_DEFERRED_SIGNALS) return;
+    const dropped = this.#deferred.shift()!;
+    this.#ctx.metrics.alertSignals.inc({ kind: dropped.kind, outcome: 'dropped_store_unavailable' });
+    if (this.#droppedSignals++ === 0) {
+      this.#ctx.log.error({ kept: MAX_DEFERRED_SIGNALS }, 'operational store unavailable for long: the oldest signals kept for it are being dropped');
+    }
+  }
+
+  /** Handles the signals kept through a store outage, in order, until the store fails again. */
+  #retryDeferred(): void {
+    while (this.#deferred.length > 0) {
+      const signal = this.#deferred[0]!;
+      try {
+        this.#apply(signal);
+      } catch (err) {
+        if (isStoreOutage(err)) {
+          this.#storeErrors.failed('incident_signal', err, 'signals are kept and handled once the store answers');
+          return;
+        }
+        this.#ctx.log.error({ err, kind: signal.kind, device: signal.device.id }, 'a signal kept through a store outage could not be handled; dropped');
+      }
+      this.#deferred.shift();
+    }
+    if (this.#droppedSignals > 0) this.#ctx.log.warn({ dropped: this.#droppedSignals }, 'signals dropped during the store outage');
+    this.#droppedSignals = 0;
+    this.#storeErrors.succeeded('incident_signal');
   }
 
   #match(category: IncidentCategory, s: Signal): Incident | undefined {
@@ -293,14 +368,24 @@ export class IncidentService {
     const recipients = this.#recipients(incident, 'grid');
     if (recipients.length > 0) incident.status = 'dispatched';
     incident.escalateAt = now + this.#cfg.escalation[category].grid * 1000;
-    store.transaction(() => {
-      incident.id = this.#newId(now);
-      store.incidents.insert(incident);
-      store.incidents.addSignal(storedSignal(incident.id, s));
-      this.#timeline(incident, now, 'system', 'created', { kind: s.kind, device: s.device.id, bearingDeg: s.bearingDeg, confidence: s.confidence, value: s.value });
-      if (incident.location && incident.location.method !== 'device') this.#timeline(incident, now, 'system', 'located', locationDetail(incident.location));
-      this.#timeline(incident, now, 'system', 'dispatched', { level: 'grid', recipients: recipients.map((r) => r.name) });
-    });
+    try {
+      store.transaction(() => {
+        incident.id = this.#newId(now);
+        store.incidents.insert(incident);
+        store.incidents.addSignal(storedSignal(incident.id, s));
+        this.#timeline(incident, now, 'system', 'created', { kind: s.kind, device: s.device.id, bearingDeg: s.bearingDeg, confidence: s.confidence, value: s.value });
+        if (incident.location && incident.location.method !== 'device') this.#timeline(incident, now, 'system', 'located', locationDetail(incident.location));
+        this.#timeline(incident, now, 'system', 'dispatched', { level: 'grid', recipients: recipients.map((r) => r.name) });
+      });
+    } catch (err) {
+      if (incident.id !== '' && isStoreOutage(err)) this.#maybeCreated.set(s, incident.id);
+      throw err;
+    }
+    this.#announceNew(incident, s, recipients);
+  }
+
+  /** A new incident is stored: keep it, count, push and dispatch it. */
+  #announceNew(incident: Incident, s: Signal, recipients: Recipient[]): void {
     this.#index(incident);
     this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'new_incident' });
     this.#publish(incident, true, s.receivedAt);
@@ -309,6 +394,19 @@ export class IncidentService {
   }
 
   #join(incident: Incident, s: Signal): void {
+    const outcome = this.#change(incident, () => this.#joinChange(incident, s));
+    if (outcome === 'absorbed') {
+      this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'absorbed_by_false_alarm' });
+      return;
+    }
+    this.#index(incident);
+    this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'joined' });
+    this.#publish(incident, false, s.receivedAt);
+    if (outcome.redispatch) this.#notify(incident, 'grid', outcome.recipients, 'redispatched');
+  }
+
+  /** The signal's change to the incident, in memory and stored. */
+  #joinChange(incident: Incident, s: Signal): 'absorbed' | { redispatch: boolean; recipients: Recipient[] } {
     const now = this.#now();
     const { store } = this.#ctx;
     const dismissed = incident.status === 'false_alarm';
@@ -321,8 +419,7 @@ export class IncidentService {
         store.incidents.update(incident);
         store.incidents.addSignal(storedSignal(incident.id, s));
       });
-      this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'absorbed_by_false_alarm' });
-      return;
+      return 'absorbed';
     }
     const newDevice = !incident.devices.includes(s.device.id);
     if (newDevice) incident.devices.push(s.device.id);
@@ -357,10 +454,7 @@ export class IncidentService {
       if (moved && incident.location) this.#timeline(incident, now, 'system', 'located', locationDetail(incident.location));
       if (redispatch) this.#timeline(incident, now, 'system', 'dispatched', { level: 'grid', grid: incident.grid, previousGrid, recipients: recipients.map((r) => r.name) });
     });
-    this.#index(incident);
-    this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'joined' });
-    this.#publish(incident, false, s.receivedAt);
-    if (redispatch) this.#notify(incident, 'grid', recipients, 'redispatched');
+    return { redispatch, recipients };
   }
 
   #handleClear(s: Signal): void {
@@ -379,8 +473,11 @@ export class IncidentService {
       }
     }
     if (!incident || !isOpen(incident.status)) return;
+    const closing = incident;
+    this.#change(closing, () => this.#close(closing, 'system', 'resolved', 'cleared', 'cleared', { device: s.device.id, value: s.value }));
     this.#ctx.metrics.alertSignals.inc({ kind: s.kind, outcome: 'cleared' });
-    this.#close(incident, 'system', 'resolved', 'cleared', 'cleared', { device: s.device.id, value: s.value });
+    this.#index(closing);
+    this.#publish(closing, false, null);
   }
 
   // ---- people's decisions -----------------------------------------------------------------------
@@ -392,63 +489,61 @@ export class IncidentService {
     const who = user.username;
     const state = (msg: string) => new ApiError('INCIDENT_STATE', `incident ${id} is ${incident.status}${incident.acknowledgedBy ? ` (acknowledged by ${incident.acknowledgedBy})` : ''}: ${msg}`);
     const { store } = this.#ctx;
-    switch (action) {
-      case 'note': {
-        const text = input.note?.trim();
-        if (!text) throw new ApiError('BAD_REQUEST', 'a note needs text');
-        incident.updatedAt = now;
-        store.transaction(() => {
-          store.incidents.update(incident);
-          this.#timeline(incident, now, who, 'note', { text });
-        });
-        break;
-      }
-      case 'acknowledge': {
-        if (incident.status !== 'new' && incident.status !== 'dispatched') throw state('only a new or dispatched incident can be acknowledged');
-        incident.status = 'acknowledged';
-        this.#acknowledge(incident, who, now);
-        store.transaction(() => {
-          store.incidents.update(incident);
-          this.#timeline(incident, now, who, 'acknowledged', { level: incident.level, ...(input.note ? { note: input.note } : {}) });
-        });
-        break;
-      }
-      case 'on_site': {
-        if (!['new', 'dispatched', 'acknowledged'].includes(incident.status)) throw state('cannot report arrival');
-        const implicitAck = incident.acknowledgedAt === null;
-        incident.status = 'on_site';
-        this.#acknowledge(incident, who, now);
-        store.transaction(() => {
-          store.incidents.update(incident);
-          if (implicitAck) this.#timeline(incident, now, who, 'acknowledged', { level: incident.level, implicit: true });
-          this.#timeline(incident, now, who, 'on_site', input.note ? { note: input.note } : {});
-        });
-        break;
-      }
-      case 'resolve':
-        if (!isOpen(incident.status)) throw state('it is already closed');
-        this.#close(incident, who, 'resolved', input.note?.trim() || null, 'resolved', input.note ? { note: input.note } : {});
-        break;
-      case 'false_alarm': {
-        const reason = input.reason?.trim();
-        if (!reason) throw new ApiError('REASON_REQUIRED', 'say why this is a false alarm (e.g. 云雾, 炊烟, 车灯)');
-        if (!isOpen(incident.status)) throw state('it is already closed');
-        this.#close(incident, who, 'false_alarm', reason, 'false_alarm', { reason });
-        break;
-      }
-      case 'escalate': {
-        if (user.role !== 'duty_officer' && user.role !== 'admin') throw new ApiError('FORBIDDEN', 'only duty officers can escalate');
-        if (!isOpen(incident.status)) throw state('it is already closed');
-        if (incident.level === 'district') throw state('it is already at the district level');
-        this.#escalate(incident, who, input.reason ?? null);
-        break;
-      }
+    if (action === 'escalate') {
+      if (user.role !== 'duty_officer' && user.role !== 'admin') throw new ApiError('FORBIDDEN', 'only duty officers can escalate');
+      if (!isOpen(incident.status)) throw state('it is already closed');
+      if (incident.level === 'district') throw state('it is already at the district level');
+      this.#escalate(incident, who, input.reason ?? null);
+      return this.get(id, user);
     }
-    if (action !== 'escalate') {
-      store.audit({ ts: now, actor: who, action: `incident.${action}`, subject: id, detail: { ...input, status: incident.status } });
-      this.#index(incident);
-      this.#publish(incident, false, null);
-    }
+    // The decision, its timeline entry and its audit entry are stored together, or none of them
+    // (and the incident in memory is left as it was).
+    this.#change(incident, () =>
+      store.transaction(() => {
+        switch (action) {
+          case 'note': {
+            const text = input.note?.trim();
+            if (!text) throw new ApiError('BAD_REQUEST', 'a note needs text');
+            incident.updatedAt = now;
+            store.incidents.update(incident);
+            this.#timeline(incident, now, who, 'note', { text });
+            break;
+          }
+          case 'acknowledge': {
+            if (incident.status !== 'new' && incident.status !== 'dispatched') throw state('only a new or dispatched incident can be acknowledged');
+            incident.status = 'acknowledged';
+            this.#acknowledge(incident, who, now);
+            store.incidents.update(incident);
+            this.#timeline(incident, now, who, 'acknowledged', { level: incident.level, ...(input.note ? { note: input.note } : {}) });
+            break;
+          }
+          case 'on_site': {
+            if (!['new', 'dispatched', 'acknowledged'].includes(incident.status)) throw state('cannot report arrival');
+            const implicitAck = incident.acknowledgedAt === null;
+            incident.status = 'on_site';
+            this.#acknowledge(incident, who, now);
+            store.incidents.update(incident);
+            if (implicitAck) this.#timeline(incident, now, who, 'acknowledged', { level: incident.level, implicit: true });
+            this.#timeline(incident, now, who, 'on_site', input.note ? { note: input.note } : {});
+            break;
+          }
+          case 'resolve':
+            if (!isOpen(incident.status)) throw state('it is already closed');
+            this.#close(incident, who, 'resolved', input.note?.trim() || null, 'resolved', input.note ? { note: input.note } : {});
+            break;
+          case 'false_alarm': {
+            const reason = input.reason?.trim();
+            if (!reason) throw new ApiError('REASON_REQUIRED', 'say why this is a false alarm (e.g. 云雾, 炊烟, 车灯)');
+            if (!isOpen(incident.status)) throw state('it is already closed');
+            this.#close(incident, who, 'false_alarm', reason, 'false_alarm', { reason });
+            break;
+          }
+        }
+        store.audit({ ts: now, actor: who, action: `incident.${action}`, subject: id, detail: { ...input, status: incident.status } });
+      }),
+    );
+    this.#index(incident);
+    this.#publish(incident, false, null);
     return this.get(id, user);
   }
 
@@ -467,14 +562,22 @@ export class IncidentService {
     const dir = join(this.#ctx.photoDir, id);
     mkdirSync(dir, { recursive: true });
     const name = `${now}-${randomBytes(4).toString('hex')}.${ext}`;
-    writeFileSync(join(dir, name), data);
-    incident.updatedAt = now;
+    const file = join(dir, name);
+    writeFileSync(file, data);
     const { store } = this.#ctx;
-    store.transaction(() => {
-      store.incidents.update(incident);
-      this.#timeline(incident, now, user.username, 'photo', { photo: name, bytes: data.length, ...(note ? { note } : {}) });
-    });
-    store.audit({ ts: now, actor: user.username, action: 'incident.photo', subject: id, detail: { photo: name, bytes: data.length } });
+    try {
+      this.#change(incident, () =>
+        store.transaction(() => {
+          incident.updatedAt = now;
+          store.incidents.update(incident);
+          this.#timeline(incident, now, user.username, 'photo', { photo: name, bytes: data.length, ...(note ? { note } : {}) });
+          store.audit({ ts: now, actor: user.username, action: 'incident.photo', subject: id, detail: { photo: name, bytes: data.length } });
+        }),
+      );
+    } catch (err) {
+      rmSync(file, { force: true }); // no timeline entry refers to it
+      throw err;
+    }
     this.#index(incident);
     this.#publish(incident, false, null);
     return this.get(id, user);
@@ -500,6 +603,7 @@ export class IncidentService {
     incident.updatedAt = now;
   }
 
+  /** Closes an incident in memory and in the store; the caller re-indexes and publishes it. */
   #close(incident: Incident, who: string, status: 'resolved' | 'false_alarm', reason: string | null, action: TimelineAction, detail: Record<string, unknown>): void {
     const now = this.#now();
     incident.status = status;
@@ -514,19 +618,62 @@ export class IncidentService {
       this.#timeline(incident, now, who, action, detail);
       if (who === 'system') store.audit({ ts: now, actor: 'system', action: `incident.${action}`, subject: incident.id, detail });
     });
-    this.#index(incident);
-    this.#publish(incident, false, null);
+  }
+
+  /**
+   * Runs a change to an incident (in memory, then its writes). If a write fails the incident in
+   * memory is put back as it was, so memory never runs ahead of the store; after an outage error
+   * (a timed-out commit may still have committed) the store's copy is re-read before the
+   * incident is acted on again.
+   */
+  #change<T>(incident: Incident, fn: () => T): T {
+    const before = structuredClone(incident);
+    try {
+      return fn();
+    } catch (err) {
+      Object.assign(incident, before);
+      if (isStoreOutage(err)) this.#reload.add(incident.id);
+      throw err;
+    }
+  }
+
+  /** Takes the store's copy of incidents whose last write may or may not have been stored. */
+  #reloadUnsure(): void {
+    if (this.#reload.size === 0) return;
+    for (const id of [...this.#reload]) {
+      const incident = this.#live.get(id);
+      let stored: Incident | undefined;
+      try {
+        stored = incident && this.#ctx.store.incidents.get(id);
+      } catch (err) {
+        this.#storeErrors.failed('incident_escalation', err, 'retried every second');
+        return;
+      }
+      this.#reload.delete(id);
+      if (!incident || !stored) continue;
+      const escalated = ESCALATION_LEVELS.indexOf(stored.level) > ESCALATION_LEVELS.indexOf(incident.level);
+      Object.assign(incident, stored);
+      this.#index(incident);
+      if (!escalated) continue;
+      // The escalation was stored after all, but nobody was told.
+      this.#ctx.log.info({ incident: id, level: incident.level }, 'incident escalation found stored after a failed commit; notifying');
+      this.#publish(incident, false, null);
+      this.#notify(incident, incident.level, this.#recipients(incident, incident.level), 'escalated');
+    }
   }
 
   // ---- escalation -------------------------------------------------------------------------------
 
   /**
    * Moves every unacknowledged incident whose deadline has passed up one level, and lets go of
-   * false alarms past their window. Runs every second.
+   * false alarms past their window. Runs every second. Never throws: an escalation the store
+   * refused stays due and is tried again on the next tick.
    */
   escalateDue(): void {
     const now = this.#now();
     const windowMs = this.#cfg.correlation.windowSec * 1000;
+    let tried = false;
+    let failed = false;
     for (const incident of Array.from(this.#live.values())) {
       // A dismissed fire stops absorbing its cameras' repeats once its window has passed.
       if (incident.status === 'false_alarm' && now - (incident.closedAt ?? 0) > windowMs) {
@@ -535,34 +682,47 @@ export class IncidentService {
       }
       if (incident.escalateAt === null || incident.escalateAt > now) continue;
       if (incident.status !== 'new' && incident.status !== 'dispatched') continue;
-      if (incident.level === 'district') {
-        incident.escalateAt = null;
-        this.#ctx.store.incidents.update(incident);
-        continue;
+      // Its last write may have been stored: not again before the store's copy is read.
+      if (this.#reload.has(incident.id)) continue;
+      tried = true;
+      try {
+        if (incident.level === 'district') {
+          this.#change(incident, () => {
+            incident.escalateAt = null;
+            this.#ctx.store.incidents.update(incident);
+          });
+        } else {
+          this.#escalate(incident, 'system', null);
+        }
+      } catch (err) {
+        failed = true;
+        this.#storeErrors.failed('incident_escalation', err, 'retried every second');
       }
-      this.#escalate(incident, 'system', null);
     }
+    if (tried && !failed) this.#storeErrors.succeeded('incident_escalation');
   }
 
   #escalate(incident: Incident, who: string, reason: string | null): void {
     const now = this.#now();
     const from = incident.level;
     const level = ESCALATION_LEVELS[ESCALATION_LEVELS.indexOf(from) + 1]!;
-    incident.level = level;
-    const steps = this.#cfg.escalation[incident.category] as Record<string, number | undefined>;
-    const wait = steps[level];
-    // A human escalation keeps the incident as acknowledged/on site if it was; the clock runs
-    // only while nobody has acknowledged it.
-    incident.escalateAt = wait !== undefined && incident.acknowledgedAt === null ? now + wait * 1000 : null;
-    incident.updatedAt = now;
     const recipients = this.#recipients(incident, level);
-    if (incident.status === 'new' && recipients.length > 0) incident.status = 'dispatched';
     const detail = { from, level, recipients: recipients.map((r) => r.name), ...(reason ? { reason } : {}) };
     const { store } = this.#ctx;
-    store.transaction(() => {
-      store.incidents.update(incident);
-      this.#timeline(incident, now, who, 'escalated', detail);
-      store.audit({ ts: now, actor: who, action: 'incident.escalate', subject: incident.id, detail });
+    this.#change(incident, () => {
+      incident.level = level;
+      const steps = this.#cfg.escalation[incident.category] as Record<string, number | undefined>;
+      const wait = steps[level];
+      // A human escalation keeps the incident as acknowledged/on site if it was; the clock runs
+      // only while nobody has acknowledged it.
+      incident.escalateAt = wait !== undefined && incident.acknowledgedAt === null ? now + wait * 1000 : null;
+      incident.updatedAt = now;
+      if (incident.status === 'new' && recipients.length > 0) incident.status = 'dispatched';
+      store.transaction(() => {
+        store.incidents.update(incident);
+        this.#timeline(incident, now, who, 'escalated', detail);
+        store.audit({ ts: now, actor: who, action: 'incident.escalate', subject: incident.id, detail });
+      });
     });
     if (who === 'system') this.#ctx.metrics.incidentEscalations.inc({ level });
     this.#ctx.log.info({ incident: incident.id, from, level, by: who }, 'incident escalated');
@@ -599,10 +759,17 @@ export class IncidentService {
         .notify({ incident: snapshot, level, recipients, reason })
         .then((outcomes) => {
           const ts = this.#now();
-          for (const o of outcomes) {
-            metrics.incidentNotifications.inc({ channel: notifier.channel.split(':')[0]!, result: o.status });
-            store.incidents.addDispatch({ incidentId: incident.id, ts, level, recipient: o.recipient, channel: notifier.channel, status: o.status, detail: o.detail });
-          }
+          for (const o of outcomes) metrics.incidentNotifications.inc({ channel: notifier.channel.split(':')[0]!, result: o.status });
+          if (outcomes.length === 0) return;
+          this.#storeErrors.attempt(
+            'incident_dispatch_record',
+            () => {
+              for (const o of outcomes) {
+                store.incidents.addDispatch({ incidentId: incident.id, ts, level, recipient: o.recipient, channel: notifier.channel, status: o.status, detail: o.detail });
+              }
+            },
+            'the notification went out; its outcome is missing from the incident',
+          );
         })
         .catch((err: unknown) => log.error({ err, incident: incident.id, channel: notifier.channel }, 'notifier failed'));
     }

@@ -117,8 +117,13 @@ export class AlertRules {
     for (const off of this.#off.splice(0)) off();
   }
 
+  /** Contained, as a bus listener is: the sweep runs on a timer, where a throw would end the process. */
   #emit(signal: Signal): void {
-    this.#ctx.onSignal(signal);
+    try {
+      this.#ctx.onSignal(signal);
+    } catch (err) {
+      this.#ctx.log.error({ err, kind: signal.kind, device: signal.device.id }, 'signal not handled');
+    }
   }
 
   // ---- cameras ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { GatewayConfig } from '../../../config/schema.js';
 import { FailureLimiter } from '../broker/verifier.js';
 import { verifySecret } from '../security/secrets.js';
+import { isUniqueViolation } from '../store/errors.js';
 import { ROLE_RANK, type OperationalStore, type Role, type User } from '../store/store.js';
 
 export const SESSION_COOKIE = 'gs_session';
@@ -52,14 +53,21 @@ export class AuthService {
     this.#addressFailures = new FailureLimiter({ maxFailures: 100, windowMs: 5 * 60_000, now: this.#now });
   }
 
-  /** Creates the configured users that do not exist yet. */
+  /**
+   * Creates the configured users that do not exist yet. Gateways starting together on one
+   * database may both find a user missing: the one whose insert loses takes it as existing.
+   */
   seed(): void {
     for (const u of this.#ctx.config.users) {
       if (this.#ctx.store.findUserByName(u.username)) continue;
-      const user = this.#ctx.store.createUser(
-        { username: u.username, displayName: u.displayName, role: u.role, grids: u.grids, passwordHash: u.passwordHash },
-        this.#now(),
-      );
+      let user: User;
+      try {
+        user = this.#ctx.store.createUser({ username: u.username, displayName: u.displayName, role: u.role, grids: u.grids, passwordHash: u.passwordHash }, this.#now());
+      } catch (err) {
+        if (!isUniqueViolation(err)) throw err;
+        this.#ctx.log.debug({ username: u.username }, 'user from config created meanwhile by another gateway');
+        continue;
+      }
       this.#ctx.store.audit({ ts: this.#now(), actor: 'system', action: 'user.create', subject: user.username, detail: { role: user.role, source: 'config' } });
       this.#ctx.log.info({ username: user.username, role: user.role }, 'user created from config');
     }

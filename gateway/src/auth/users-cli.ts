@@ -1,5 +1,6 @@
 /**
- * Dashboard users, from the command line (the gateway may be running: SQLite allows it).
+ * Dashboard users, from the command line, in the operational store the config names (SQLite or
+ * PostgreSQL, `gateway.store`); the gateway may be running.
  *   npm run users -- hash                          read a password on stdin, print its hash for config
  *   npm run users -- add <username> --role duty_officer [--name 值班员] [--grids G01,G02] [--config FILE]
  *   npm run users -- passwd <username> [--config FILE]
@@ -9,8 +10,9 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../../../config/load.js';
 import { generateSecret, hashSecret } from '../security/secrets.js';
-import { SqliteStore } from '../store/sqlite.js';
-import { ROLES, type Role } from '../store/store.js';
+import { isUniqueViolation } from '../store/errors.js';
+import { openStore } from '../store/open.js';
+import { ROLES, type OperationalStore, type Role, type User } from '../store/store.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -34,11 +36,11 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
-function openStore(): SqliteStore {
+function open(): OperationalStore {
   try {
     const { config, source } = loadConfig(values.config);
-    if (!config.gateway?.store.file) throw new ConfigError(source, ['gateway: section is required']);
-    return new SqliteStore(config.gateway.store.file);
+    if (!config.gateway) throw new ConfigError(source, ['gateway: section is required']);
+    return openStore(config.gateway);
   } catch (err) {
     return fail((err as Error).message);
   }
@@ -51,18 +53,23 @@ if (command === 'hash') {
 } else if (command === 'add' && username) {
   const role = values.role as Role | undefined;
   if (!role || !ROLES.includes(role)) fail(`--role must be one of ${ROLES.join(', ')}`);
-  const store = openStore();
-  if (store.findUserByName(username)) fail(`user "${username}" exists (use passwd to change the password)`);
+  const store = open();
+  const exists = () => fail(`user "${username}" exists (use passwd to change the password)`);
+  if (store.findUserByName(username)) exists();
   const password = generateSecret().slice(0, 20);
-  const user = store.createUser(
-    { username, displayName: values.name ?? username, role: role!, grids: values.grids ? values.grids.split(',').map((g) => g.trim()) : [], passwordHash: await hashSecret(password) },
-    Date.now(),
-  );
+  const passwordHash = await hashSecret(password);
+  let user: User;
+  try {
+    user = store.createUser({ username, displayName: values.name ?? username, role: role!, grids: values.grids ? values.grids.split(',').map((g) => g.trim()) : [], passwordHash }, Date.now());
+  } catch (err) {
+    if (!isUniqueViolation(err)) throw err;
+    user = exists(); // created meanwhile (the dashboard, another gateway)
+  }
   store.audit({ ts: Date.now(), actor: 'cli', action: 'user.create', subject: username, detail: { role: user.role, grids: user.grids } });
   store.close();
   out(`created ${username} (${user.role}); password, shown once: ${password}`);
 } else if (command === 'passwd' && username) {
-  const store = openStore();
+  const store = open();
   const user = store.findUserByName(username) ?? fail(`no user "${username}"`);
   const password = generateSecret().slice(0, 20);
   store.updateUser(user.id, { passwordHash: await hashSecret(password) });
@@ -71,7 +78,7 @@ if (command === 'hash') {
   store.close();
   out(`new password for ${username}, shown once: ${password}`);
 } else if (command === 'list') {
-  const store = openStore();
+  const store = open();
   for (const u of store.listUsers()) out(`${u.username}\t${u.role}\t${u.displayName}\t${u.grids.join(',')}${u.disabled ? '\tdisabled' : ''}`);
   store.close();
 } else {

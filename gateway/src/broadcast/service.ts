@@ -14,6 +14,11 @@
  * resumes every scheduled and active job from the store. The scheduler is a tick (`tickMs`),
  * not one timer per pole: it stays cheap for 10,000 poles and needs no bookkeeping to survive a
  * restart.
+ *
+ * The store can fail (PostgreSQL down or not answering): a change to a job is written before it
+ * is kept in memory, so memory never runs ahead of the store; the tick retries what the store
+ * refused (a due run still starts, late but within its expiry), and progress stays pending until
+ * it is written.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -41,6 +46,7 @@ import { ApiError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { PushHub } from '../push/hub.js';
 import type { BroadcastJobQuery, StoredBroadcastJob, StoredDelivery } from '../store/broadcasts.js';
+import { isStoreOutage, StoreErrorReporter } from '../store/errors.js';
 import type { OperationalStore } from '../store/store.js';
 import { commandId, decideAck, isFinal, parseCommandId, stopCommandId } from './delivery.js';
 import { ProgressPublisher } from './progress.js';
@@ -92,6 +98,12 @@ interface OpenJob {
   endedAt: number | null;
 }
 
+/** A run about to start, not yet applied: the job as it will be and one queued delivery per pole. */
+interface RunStart {
+  job: StoredBroadcastJob;
+  deliveries: Delivery[];
+}
+
 export interface CreateResult {
   broadcast: BroadcastJob;
   /** Only for a dry run: the poles it would go to. */
@@ -129,6 +141,9 @@ export class BroadcastService {
   #tick: NodeJS.Timeout | undefined;
   readonly #off: Array<() => void> = [];
   #running = false;
+  readonly #storeErrors: StoreErrorReporter;
+  /** Jobs whose last write failed in a way that may still have stored it (a timed-out commit): re-read before the next step. */
+  readonly #reload = new Set<string>();
 
   /** Throws on a configuration that cannot work (unknown time zone, a group naming a non-pole). */
   constructor(ctx: BroadcastContext) {
@@ -141,6 +156,7 @@ export class BroadcastService {
     this.#templates = templateCatalogue(ctx.config.templates);
     this.#clips = new Map(ctx.config.clips.map((c) => [c.id, { id: c.id, title: c.title }]));
     this.#templateValues = ctx.templateValues;
+    this.#storeErrors = new StoreErrorReporter({ log: ctx.log, count: (operation) => ctx.metrics.storeErrors.inc({ operation }), now: this.#now });
     this.#progress = new ProgressPublisher({
       publish: (m) => this.#publish(m),
       source: { progressOf: (id) => this.#progressOf(id) },
@@ -190,20 +206,27 @@ export class BroadcastService {
     const { store } = this.#ctx;
     let resumed = 0;
     for (const job of store.broadcasts.openJobs()) {
-      const open: OpenJob = { job, poles: store.broadcasts.jobPoles(job.id), deliveries: [], pending: new Set(), endedAt: null };
-      if (job.status === 'active') {
-        open.deliveries = store.broadcasts.deliveries(job.id, job.run).map((d) => ({ ...d, resends: 0, stops: 0 }));
-        job.counts = emptyCounts();
-        for (const d of open.deliveries) {
-          job.counts[d.state]++;
-          if (!isFinal(d.state)) this.#addPending(open, d);
-        }
-      }
-      this.#jobs.set(job.id, open);
+      this.#jobs.set(job.id, this.#load(job));
       resumed++;
     }
     if (resumed > 0) this.#log.info({ jobs: resumed }, 'resumed broadcast jobs from the store');
     this.#refreshGauge();
+  }
+
+  /** A stored job as an open job: its current run's deliveries (pending ones indexed) and counts. */
+  #load(job: StoredBroadcastJob): OpenJob {
+    const { store } = this.#ctx;
+    const open: OpenJob = { job, poles: store.broadcasts.jobPoles(job.id), deliveries: [], pending: new Set(), endedAt: null };
+    if (job.run > 0 && job.status !== 'scheduled') {
+      open.deliveries = store.broadcasts.deliveries(job.id, job.run).map((d) => ({ ...d, resends: 0, stops: 0 }));
+      job.counts = emptyCounts();
+      for (const d of open.deliveries) {
+        job.counts[d.state]++;
+        if (job.status === 'active' && !isFinal(d.state)) this.#addPending(open, d);
+      }
+    }
+    if (job.status === 'finished' || job.status === 'cancelled') open.endedAt = job.finishedAt ?? job.cancelledAt ?? this.#now();
+    return open;
   }
 
   // ---- queries ----------------------------------------------------------------------------------
@@ -326,9 +349,10 @@ export class BroadcastService {
     const poles = resolved.poles.map((p) => p.id);
     const open: OpenJob = { job, poles, deliveries: [], pending: new Set(), endedAt: null };
     const { store } = this.#ctx;
+    const start = startsNow ? this.#prepareRun(open, 1, first) : undefined;
     store.transaction(() => {
       store.broadcasts.insertJob(job, poles);
-      if (startsNow) this.#startRun(open, 1, first);
+      if (start) this.#writeRun(start);
       store.audit({
         ts: now,
         actor: operator.username,
@@ -351,6 +375,7 @@ export class BroadcastService {
         },
       });
     });
+    if (start) this.#applyRun(open, start);
     this.#jobs.set(job.id, open);
     this.#ctx.metrics.broadcastJobs.inc({ priority });
     this.#refreshGauge();
@@ -370,33 +395,35 @@ export class BroadcastService {
     }
     const now = this.#now();
     const reason = why?.trim() || null;
-    job.status = 'cancelled';
-    job.cancelledAt = now;
-    job.cancelledBy = operator.username;
-    job.cancelReason = reason;
-    job.nextRunAt = null;
-    let stopped = 0;
-    for (const d of [...open.pending]) {
-      const reached = d.state !== 'queued';
-      if (reached) {
-        this.#sendStop(d);
-        stopped++;
-      }
-      this.#transition(open, d, 'cancelled', `cancelled by ${operator.username}${reached ? ' (stop sent)' : ''}`, now);
+    const pending = [...open.pending];
+    const reached = (d: Delivery) => d.state !== 'queued';
+    // The job as cancelled is stored first: if the store refuses, nothing is stopped and nothing changes.
+    const counts = { ...job.counts };
+    for (const d of pending) {
+      counts[d.state]--;
+      counts.cancelled++;
     }
-    open.endedAt = now;
+    const cancelled: StoredBroadcastJob = { ...job, status: 'cancelled', cancelledAt: now, cancelledBy: operator.username, cancelReason: reason, nextRunAt: null, counts };
+    const stopped = pending.filter(reached).length;
     const { store } = this.#ctx;
     store.transaction(() => {
-      this.#flushNow();
-      store.broadcasts.updateJob(job);
+      store.broadcasts.updateJob(cancelled);
       store.audit({
         ts: now,
         actor: operator.username,
         action: 'broadcast.cancel',
         subject: id,
-        detail: { title: job.title, run: job.run, ...(reason ? { reason } : {}), stopsSent: stopped, counts: compactCounts(job.counts) },
+        detail: { title: job.title, run: job.run, ...(reason ? { reason } : {}), stopsSent: stopped, counts: compactCounts(counts) },
       });
     });
+    Object.assign(job, { ...cancelled, counts: job.counts });
+    open.endedAt = now;
+    // The deliveries follow in the next progress batch (written with retries).
+    for (const d of pending) {
+      if (reached(d)) this.#sendStop(d);
+      this.#transition(open, d, 'cancelled', `cancelled by ${operator.username}${reached(d) ? ' (stop sent)' : ''}`, now);
+    }
+    this.#flush();
     if (job.run > 0) this.#countFinalStates(open);
     this.#refreshGauge();
     this.#log.info({ job: id, by: operator.username, stopsSent: stopped }, 'broadcast cancelled');
@@ -432,18 +459,19 @@ export class BroadcastService {
 
   // ---- runs -------------------------------------------------------------------------------------
 
-  /** Starts run `run` of a job: one queued delivery per pole (call inside a store transaction). */
-  #startRun(open: OpenJob, run: number, window: RunWindow): void {
-    const { job } = open;
+  /** Run `run` of a job, prepared but not applied: nothing changes until it is stored. */
+  #prepareRun(open: OpenJob, run: number, window: RunWindow): RunStart {
     const now = this.#now();
-    job.status = 'active';
-    job.run = run;
-    job.runStartedAt = Math.max(now, window.start);
-    job.runExpiresAt = window.expiresAt;
-    job.nextRunAt = null;
-    job.counts = { ...emptyCounts(), queued: open.poles.length };
-    for (const d of open.pending) this.#removePending(open, d);
-    open.deliveries = open.poles.map((pole, index) => ({
+    const job: StoredBroadcastJob = {
+      ...open.job,
+      status: 'active',
+      run,
+      runStartedAt: Math.max(now, window.start),
+      runExpiresAt: window.expiresAt,
+      nextRunAt: null,
+      counts: { ...emptyCounts(), queued: open.poles.length },
+    };
+    const deliveries = open.poles.map((pole, index) => ({
       jobId: job.id,
       run,
       index,
@@ -464,42 +492,91 @@ export class BroadcastService {
       resends: 0,
       stops: 0,
     }));
-    for (const d of open.deliveries) this.#addPending(open, d);
-    this.#ctx.store.broadcasts.insertDeliveries(open.deliveries);
-    this.#ctx.store.broadcasts.updateJob(job);
+    return { job, deliveries };
   }
 
-  /** A run whose every delivery is final ends: the next daily run is scheduled, or the job finishes. */
+  /** Stores a run's start (call inside a store transaction). */
+  #writeRun(start: RunStart): void {
+    this.#ctx.store.broadcasts.insertDeliveries(start.deliveries);
+    this.#ctx.store.broadcasts.updateJob(start.job);
+  }
+
+  /** Once stored, the run is the job's current one. */
+  #applyRun(open: OpenJob, start: RunStart): void {
+    Object.assign(open.job, start.job);
+    for (const d of open.pending) this.#removePending(open, d);
+    open.deliveries = start.deliveries;
+    for (const d of open.deliveries) this.#addPending(open, d);
+  }
+
+  /**
+   * A run whose every delivery is final ends: the next daily run is scheduled, or the job
+   * finishes. Never throws (it runs from the tick, acks and sends): if the store refuses, the
+   * run stays as it was and the next tick ends it.
+   */
   #maybeEndRun(open: OpenJob): void {
     const { job } = open;
-    if (job.status !== 'active' || open.pending.size > 0) return;
+    if (job.status !== 'active' || open.pending.size > 0 || this.#reload.has(job.id)) return;
     const now = this.#now();
-    this.#countFinalStates(open);
     const next = nextRun(job.schedule, this.#ctx.timeZone, job.runExpiresAt ?? now, now);
+    const ended: Partial<StoredBroadcastJob> = next ? { status: 'scheduled', nextRunAt: next.start } : { status: 'finished', finishedAt: now };
     const { store } = this.#ctx;
-    if (next) {
-      job.status = 'scheduled';
-      job.nextRunAt = next.start;
-    } else {
-      job.status = 'finished';
-      job.finishedAt = now;
-      open.endedAt = now;
-    }
-    store.transaction(() => {
-      this.#flushNow();
-      store.broadcasts.updateJob(job);
-      store.audit({
-        ts: now,
-        actor: 'system',
-        action: next ? 'broadcast.run_end' : 'broadcast.finish',
-        subject: job.id,
-        detail: { title: job.title, run: job.run, counts: compactCounts(job.counts), ...(next ? { nextRunAt: next.start } : {}) },
+    try {
+      store.transaction(() => {
+        this.#writeDirty();
+        store.broadcasts.updateJob({ ...job, ...ended });
+        store.audit({
+          ts: now,
+          actor: 'system',
+          action: next ? 'broadcast.run_end' : 'broadcast.finish',
+          subject: job.id,
+          detail: { title: job.title, run: job.run, counts: compactCounts(job.counts), ...(next ? { nextRunAt: next.start } : {}) },
+        });
       });
-    });
+    } catch (err) {
+      this.#storeFailed(job.id, 'broadcast_run', err);
+      return;
+    }
+    this.#clearDirty();
+    this.#storeErrors.succeeded('broadcast_run');
+    Object.assign(job, ended);
+    if (!next) open.endedAt = now;
+    this.#countFinalStates(open);
     this.#refreshGauge();
     this.#log.info({ job: job.id, run: job.run, counts: compactCounts(job.counts), next: next?.start }, next ? 'broadcast run ended' : 'broadcast finished');
     this.#progress.flush(job.id);
     this.#publish({ type: next ? 'broadcast.updated' : 'broadcast.finished', broadcast: view(job) });
+  }
+
+  /** A job's write failed: counted and logged (once per outage); after an outage error its stored state is re-read before its next step. */
+  #storeFailed(jobId: string, operation: string, err: unknown): void {
+    if (isStoreOutage(err)) this.#reload.add(jobId);
+    this.#storeErrors.failed(operation, err, 'retried on the next tick');
+  }
+
+  /** Takes the store's state of jobs whose last write may or may not have been stored. */
+  #reloadUnsure(): void {
+    for (const id of [...this.#reload]) {
+      const open = this.#jobs.get(id);
+      let stored: StoredBroadcastJob | undefined;
+      let fresh: OpenJob | undefined;
+      try {
+        stored = open && this.#ctx.store.broadcasts.getJob(id);
+        // The write was stored after all: the job as stored, with its run's deliveries.
+        if (open && stored && (stored.run !== open.job.run || stored.status !== open.job.status)) fresh = this.#load(stored);
+      } catch (err) {
+        this.#storeErrors.failed('broadcast_run', err, 'retried on the next tick');
+        return;
+      }
+      this.#reload.delete(id);
+      if (!open || !fresh) continue;
+      for (const d of open.pending) this.#removePending(open, d);
+      this.#jobs.set(id, fresh);
+      this.#log.info({ job: id, status: fresh.job.status, run: fresh.job.run }, 'broadcast step found stored after a failed commit; carrying on from it');
+      this.#refreshGauge();
+      this.#publish({ type: fresh.endedAt === null ? 'broadcast.updated' : 'broadcast.finished', broadcast: view(fresh.job) });
+      if (fresh.job.status === 'active') this.#progress.touch(id); // its deliveries go out in this tick
+    }
   }
 
   #countFinalStates(open: OpenJob): void {
@@ -511,16 +588,27 @@ export class BroadcastService {
   /** Runs due runs, sends due deliveries, resends unanswered ones, expires late ones. On a timer; public for tests. */
   tick(): void {
     if (!this.#running) return;
+    this.#reloadUnsure();
     const now = this.#now();
     const { ackTimeoutMs, maxResends, maxPlayMin } = this.#cfg;
     for (const open of [...this.#jobs.values()]) {
+      if (this.#reload.has(open.job.id)) continue; // its stored state is not known yet
       const { job } = open;
       if (open.endedAt !== null && open.pending.size === 0 && now - open.endedAt > LATE_ACK_GRACE_MS) {
         this.#jobs.delete(job.id);
         this.#progress.forget(job.id);
         continue;
       }
-      if (job.status === 'scheduled' && job.nextRunAt !== null && job.nextRunAt <= now) this.#runDue(open, now);
+      if (job.status === 'scheduled' && job.nextRunAt !== null && job.nextRunAt <= now) {
+        try {
+          this.#runDue(open, now);
+          this.#storeErrors.succeeded('broadcast_run');
+        } catch (err) {
+          // Still scheduled and due: the next tick starts it (within its expiry) once the store answers.
+          this.#storeFailed(job.id, 'broadcast_run', err);
+          continue;
+        }
+      }
       if (job.status === 'cancelled') continue;
       const expiresAt = job.runExpiresAt ?? Infinity;
       let due = false;
@@ -556,7 +644,7 @@ export class BroadcastService {
     }
   }
 
-  /** A scheduled job's run is due: start it, or skip a window missed while the gateway was down. */
+  /** A scheduled job's run is due: start it, or skip a window missed while the gateway was down. Throws if the store refuses (then nothing changed). */
   #runDue(open: OpenJob, now: number): void {
     const { job } = open;
     let window: RunWindow | null;
@@ -571,23 +659,21 @@ export class BroadcastService {
     if (!window || window.start > now) {
       // The gateway was down through the window: no late broadcast, the next window (if any) instead.
       const missedAt = job.nextRunAt;
-      if (window) job.nextRunAt = window.start;
-      else {
-        job.status = 'finished';
-        job.finishedAt = now;
-        job.nextRunAt = null;
-        open.endedAt = now;
-      }
+      const skipped: Partial<StoredBroadcastJob> = window ? { nextRunAt: window.start } : { status: 'finished', finishedAt: now, nextRunAt: null };
       store.transaction(() => {
-        store.broadcasts.updateJob(job);
+        store.broadcasts.updateJob({ ...job, ...skipped });
         store.audit({ ts: now, actor: 'system', action: 'broadcast.missed', subject: job.id, detail: { title: job.title, missedAt, ...(window ? { nextRunAt: window.start } : {}) } });
       });
+      Object.assign(job, skipped);
+      if (!window) open.endedAt = now;
       this.#log.warn({ job: job.id, missedAt, next: window?.start }, 'broadcast run missed (the gateway was not running); not played late');
       this.#publish({ type: window ? 'broadcast.updated' : 'broadcast.finished', broadcast: view(job) });
       this.#refreshGauge();
       return;
     }
-    store.transaction(() => this.#startRun(open, job.run + 1, window));
+    const start = this.#prepareRun(open, job.run + 1, window);
+    store.transaction(() => this.#writeRun(start));
+    this.#applyRun(open, start);
     this.#refreshGauge();
     this.#log.info({ job: job.id, run: job.run, poles: open.poles.length, expiresAt: window.expiresAt }, 'broadcast run started');
     this.#publish({ type: 'broadcast.updated', broadcast: view(job) });
@@ -827,25 +913,32 @@ export class BroadcastService {
   #flush(): void {
     if (this.#dirty.size === 0 && this.#dirtyJobs.size === 0) return;
     try {
-      this.#ctx.store.transaction(() => this.#flushNow());
+      this.#ctx.store.transaction(() => this.#writeDirty());
     } catch (err) {
       // Kept dirty: written with the next batch, or retried in a second.
-      this.#log.error({ err }, 'could not write broadcast progress to the store; retrying');
+      this.#storeErrors.failed('broadcast_progress', err, 'kept and retried every second');
       if (this.#running && !this.#flushTimer) {
         this.#flushTimer = setTimeout(() => {
           this.#flushTimer = undefined;
           this.#flush();
         }, 1000);
       }
+      return;
     }
+    this.#clearDirty();
+    this.#storeErrors.succeeded('broadcast_progress');
   }
 
-  /** Writes pending changes (call inside a store transaction); they stay pending if it throws. */
-  #flushNow(): void {
-    clearTimeout(this.#flushTimer);
-    this.#flushTimer = undefined;
+  /** Writes pending changes (call inside a store transaction); they stay pending until #clearDirty, after the commit. */
+  #writeDirty(): void {
     this.#ctx.store.broadcasts.saveDeliveries([...this.#dirty]);
     for (const open of this.#dirtyJobs) this.#ctx.store.broadcasts.updateJob(open.job);
+  }
+
+  /** The pending changes are committed. */
+  #clearDirty(): void {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
     this.#dirty.clear();
     this.#dirtyJobs.clear();
   }

@@ -7,6 +7,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { AuthService, hasRole, SESSION_COOKIE } from '../auth/auth.js';
 import { ApiError } from '../errors.js';
 import { hashSecret } from '../security/secrets.js';
+import { isUniqueViolation } from '../store/errors.js';
 import { ROLES, type OperationalStore, type Role, type User } from '../store/store.js';
 
 declare module 'fastify' {
@@ -108,11 +109,17 @@ export function registerAuth(app: FastifyInstance, ctx: { auth: AuthService; sto
 
   app.post<{ Body: Static<typeof NewUserBody> }>('/api/users', { preHandler: requireRole('admin'), schema: { body: NewUserBody } }, async (req, reply) => {
     const b = req.body;
-    if (store.findUserByName(b.username)) throw new ApiError('USER_EXISTS', `a user "${b.username}" exists`);
-    const user = store.createUser(
-      { username: b.username, displayName: b.displayName, role: b.role, grids: b.grids ?? [], passwordHash: await hashSecret(b.password) },
-      Date.now(),
-    );
+    const exists = () => new ApiError('USER_EXISTS', `a user "${b.username}" exists`);
+    if (store.findUserByName(b.username)) throw exists();
+    const passwordHash = await hashSecret(b.password);
+    let user: User;
+    try {
+      user = store.createUser({ username: b.username, displayName: b.displayName, role: b.role, grids: b.grids ?? [], passwordHash }, Date.now());
+    } catch (err) {
+      // Created meanwhile (another request, or another gateway on the same database).
+      if (isUniqueViolation(err)) throw exists();
+      throw err;
+    }
     store.audit({ ts: Date.now(), actor: req.user!.username, action: 'user.create', subject: user.username, detail: { role: user.role, grids: user.grids } });
     return reply.status(201).send({ user });
   });

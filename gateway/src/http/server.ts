@@ -15,6 +15,7 @@ import type { Config } from '../../../config/schema.js';
 import { TelemetryValuesByKind, DEVICE_KINDS } from '../../../protocol/payloads.js';
 import { ID_PATTERN } from '../../../protocol/topics.js';
 import { ApiError, ERRORS } from '../errors.js';
+import { isStoreOutage } from '../store/errors.js';
 import type { Metrics } from '../metrics.js';
 import type { DeviceRegistry } from '../registry/registry.js';
 import type { SeriesWriter } from '../storage/types.js';
@@ -31,6 +32,25 @@ import { redactSettings } from '../video/credentials.js';
 import { registerVideoRoutes } from '../video/routes.js';
 import type { VideoService } from '../video/service.js';
 import { registerAuth } from './auth-routes.js';
+
+/** Retry-After of a 503 for an unavailable operational store, s: the store retries its connection every 2 s at most. */
+const STORE_RETRY_AFTER_SEC = 5;
+
+/** Requests refused for an unavailable store: logged once a minute at most, with how many since. */
+function outageLog(intervalMs = 60_000) {
+  let loggedAt = -Infinity;
+  let since = 0;
+  return {
+    failed(req: { log: FastifyBaseLogger; method: string; url: string }, err: Error): void {
+      since++;
+      const now = Date.now();
+      if (now - loggedAt < intervalMs) return;
+      req.log.warn({ err: err.message, method: req.method, url: req.url, refused: since }, 'API requests refused (503): operational store unavailable');
+      loggedAt = now;
+      since = 0;
+    },
+  };
+}
 
 export const DASHBOARD_DIR = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
 
@@ -89,8 +109,15 @@ export async function buildHttp(ctx: HttpContext) {
     bodyLimit: 1024 * 1024,
   });
 
+  const storeOutageLog = outageLog();
   app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
     if (err instanceof ApiError) return reply.status(err.status).send({ code: err.code, message: err.message });
+    if (isStoreOutage(err)) {
+      // PostgreSQL down or not answering; the store reconnects by itself (every 2 s at most).
+      ctx.metrics.storeErrors.inc({ operation: 'http' });
+      storeOutageLog.failed(req, err);
+      return reply.status(503).header('retry-after', String(STORE_RETRY_AFTER_SEC)).send({ code: 'STORE_UNAVAILABLE', message: ERRORS.STORE_UNAVAILABLE.message });
+    }
     if ((err as FastifyError).validation) {
       return reply.status(400).send({ code: 'BAD_REQUEST', message: `${(err as FastifyError).validationContext ?? 'request'}${err.message.replace(/^(querystring|params|body)/, '')}` });
     }
