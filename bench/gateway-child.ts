@@ -49,18 +49,20 @@ if (gcOut) {
     if (lines) appendFileSync(gcOut, `${lines}\n`);
   }).observe({ entryTypes: ['gc'] });
 }
-// GS_BENCH_HEAP_SAMPLE=<file>:<delay s>:<seconds>: a sampling heap profile of every allocation
-// (collected ones included) over that window, written as a .heapprofile (Chrome DevTools).
+// GS_BENCH_HEAP_SAMPLE=<file>:<delay s>:<seconds>[:survivors]: a sampling heap profile of every
+// allocation over that window (collected ones included), written as a .heapprofile (Chrome
+// DevTools); with `survivors`, only what outlived its first young-generation GC (what makes
+// scavenges long and gets promoted).
 const heapSample = process.env.GS_BENCH_HEAP_SAMPLE;
 if (heapSample) {
-  const [file, delayS, seconds] = heapSample.split(':');
+  const [file, delayS, seconds, which] = heapSample.split(':');
   const { Session } = await import('node:inspector');
   const session = new Session();
   session.connect();
   const post = (method: string, params?: object) =>
     new Promise<unknown>((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
   setTimeout(() => {
-    void post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true }).then(() =>
+    void post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: which !== 'survivors' }).then(() =>
       setTimeout(() => {
         void post('HeapProfiler.stopSampling').then((res) => {
           appendFileSync(file!, JSON.stringify((res as { profile: unknown }).profile));
