@@ -427,7 +427,15 @@ try {
       const max = m.one('gs_nodejs_eventloop_lag_max_seconds');
       if (Number.isFinite(p99)) lagP99s.push(p99 * 1000);
       if (Number.isFinite(max)) lagMax = Math.max(lagMax, max * 1000);
-      series({ kind: 'lag', p99_ms: round(p99 * 1000, 1), max_ms: round(max * 1000, 1), rss_mb: round((gatewaySampler.last?.rssKb ?? 0) / 1024, 0) });
+      // The ingest thread's V8 heap (prom-client's default metric), beside RSS: a leak shows in both.
+      const heapUsed = m.one('gs_nodejs_heap_size_used_bytes');
+      series({
+        kind: 'lag',
+        p99_ms: round(p99 * 1000, 1),
+        max_ms: round(max * 1000, 1),
+        rss_mb: round((gatewaySampler.last?.rssKb ?? 0) / 1024, 0),
+        heap_used_mb: Number.isFinite(heapUsed) ? round(heapUsed / 2 ** 20, 0) : null,
+      });
     });
   let lagTimer: NodeJS.Timeout | undefined;
   const bgTimer = seriesFile ? setInterval(() => series({ kind: 'background', acked_per_s: Math.round(load.tick.ackedPerSec), inflight: load.tick.inflight }), 1000) : undefined;

@@ -13,6 +13,8 @@
  *
  *   rss_mb_q2 / rss_mb_q4            median gateway RSS in each quarter
  *   rss_growth_mb_per_h              least-squares slope of RSS over the second half
+ *   heap_used_mb_q2 / _q4, heap_growth_mb_per_h   the same for the ingest thread's V8 heap in use
+ *                                    (sampled between GCs, so it saws; the slope is what counts)
  *   lag_p99_ms_q2 / lag_p99_ms_q4    median of the 10-s event-loop lag p99s in each quarter
  *   alarm_p99_ms_q2 / alarm_p99_ms_q4
  *   lost                             background messages acknowledged and not in InfluxDB, plus
@@ -56,6 +58,7 @@ interface Row {
   kind: string;
   p99_ms?: number;
   rss_mb?: number;
+  heap_used_mb?: number | null;
   latency_ms?: number;
 }
 
@@ -149,6 +152,8 @@ try {
   const alarmQ = (q: number) => percentile(alarms.filter((r) => quarter(r, q)).map((r) => r.latency_ms!), 99);
   const secondHalf = lags.filter((r) => r.t - start >= span / 2 && r.rss_mb).map((r): [number, number] => [(r.t - start) / 3600, r.rss_mb!]);
   const growthPerH = slope(secondHalf);
+  const heapQ = (q: number) => med(lags.filter((r) => quarter(r, q) && r.heap_used_mb).map((r) => r.heap_used_mb!));
+  const heapGrowthPerH = slope(lags.filter((r) => r.t - start >= span / 2 && r.heap_used_mb).map((r): [number, number] => [(r.t - start) / 3600, r.heap_used_mb!]));
   const [rss2, rss4, lag2, lag4] = [rssQ(2), rssQ(4), lagQ(2), lagQ(4)];
 
   const backgroundLost = inner.background_lost as number | null;
@@ -168,6 +173,7 @@ try {
       file,
       [
         { title: 'Gateway RSS', unit: 'MB', points: lags.filter((r) => r.rss_mb).map((r) => [(r.t - start) / 60, r.rss_mb!]) },
+        { title: 'Ingest thread V8 heap in use', unit: 'MB', points: lags.filter((r) => r.heap_used_mb).map((r) => [(r.t - start) / 60, r.heap_used_mb!]) },
         { title: 'Event-loop lag p99 per 10 s', unit: 'ms', points: lags.map((r) => [(r.t - start) / 60, r.p99_ms!]) },
         { title: 'Fire alarm -> incident on the dashboard', unit: 'ms', points: alarms.map((r) => [(r.t - start) / 60, r.latency_ms!]), dots: true },
       ],
@@ -192,6 +198,9 @@ try {
     rss_mb_q2: round(rss2, 0),
     rss_mb_q4: round(rss4, 0),
     rss_growth_mb_per_h: round(growthPerH, 1),
+    heap_used_mb_q2: round(heapQ(2), 0),
+    heap_used_mb_q4: round(heapQ(4), 0),
+    heap_growth_mb_per_h: round(heapGrowthPerH, 1),
     lag_p99_ms_q2: round(lag2, 1),
     lag_p99_ms_q4: round(lag4, 1),
     alarm_p99_ms_q2: round(alarmQ(2), 1),

@@ -170,6 +170,7 @@ export class ExternalBroker implements GatewayBroker, ClusterLink {
   /** No message is taken any more (not acknowledged: the broker keeps it for this session). */
   #stopping = false;
   #lastInboundAt = 0;
+  #keepaliveRestartedAt = 0;
   #attempt = 0;
   /** Held while the spool is full, in arrival order. */
   readonly #held: Inbound[] = [];
@@ -422,7 +423,17 @@ export class ExternalBroker implements GatewayBroker, ClusterLink {
 
   #onPublish(packet: IPublishPacket, callback: (err?: Error) => void): void {
     const topic = packet.topic;
-    this.#lastInboundAt = Date.now();
+    const now = Date.now();
+    // mqtt.js 5 restarts its keepalive clock only on acks and PINGRESP, not on PUBLISHes it
+    // receives; a gateway that only receives then sends PINGREQ every keepalive and gives up when
+    // the PINGRESP waits behind a busy broker's deliveries (bench:ingest-cluster saw "Keepalive
+    // timeout" reconnects under load). Traffic from the broker proves the link: restart the clock,
+    // at most once a second.
+    if (now - this.#keepaliveRestartedAt >= 1000) {
+      this.#keepaliveRestartedAt = now;
+      this.#client?.reschedulePing(true);
+    }
+    this.#lastInboundAt = now;
     if (topic.startsWith(clusterTopics.prefix)) {
       callback();
       if (this.#stopping) return;
