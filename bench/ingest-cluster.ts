@@ -196,7 +196,8 @@ async function runLimit() {
     sent: r.sent,
     delivered: consumer.received,
     brokerCpu: sampler.cpuPercent,
-    otherCpu: machine.otherPercent([sampler.cpuPercent, r.loadgenCpuPercent, machine.selfPercent]),
+    // otherPercent takes this process (the consumer) off by itself.
+    otherCpu: machine.otherPercent([sampler.cpuPercent, r.loadgenCpuPercent]),
   };
 }
 
@@ -365,7 +366,7 @@ async function runInstances(n: number, influx: InfluxServer) {
     gatewayRss: instances.map((i) => i.sampler.peakRssMb),
     brokerCpu: brokerSampler.cpuPercent,
     loadgenCpu: r.loadgenCpuPercent,
-    otherCpu: machine.otherPercent([...gatewayCpu, brokerSampler.cpuPercent, r.loadgenCpuPercent, machine.selfPercent]),
+    otherCpu: machine.otherPercent([...gatewayCpu, brokerSampler.cpuPercent, r.loadgenCpuPercent]),
     crashed,
   };
 }
