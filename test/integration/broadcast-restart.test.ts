@@ -75,7 +75,9 @@ describe('a gateway restart', () => {
       return ((await res.json()) as { broadcast: BroadcastJob }).broadcast;
     };
     const waiting = await create({ target: { type: 'poles', poles: [A, B] }, content: { type: 'text', text: '森林防火，人人有责。' }, expiresAt: Date.now() + 60_000 });
-    const scheduled = await create({ target: { type: 'poles', poles: [A] }, content: { type: 'clip', clipId: 'test-tone-01' }, schedule: { type: 'at', at: Date.now() + 4000 } });
+    const scheduled = await create({ target: { type: 'poles', poles: [A] }, content: { type: 'clip', clipId: 'test-tone-01' }, schedule: { type: 'at', at: Date.now() + 12_000 } });
+    // Far enough ahead that the restart below happens before it on a loaded CI machine (4 s was not:
+    // the job had started by the time the second gateway was asked).
     await waitFor(async () => (await get(first, waiting.id)).deliveries[0]!.state === 'done', { what: `${A} played` });
     expect((await get(first, waiting.id)).deliveries[1]).toMatchObject({ pole: B, state: 'queued', sends: 0 });
     const port = first.mqttPort!; // embedded broker: always a port
@@ -96,7 +98,7 @@ describe('a gateway restart', () => {
       [A, 'done'],
       [B, 'done'],
     ]);
-    const ran = await waitFor(async () => ((await get(second, scheduled.id)).broadcast.status === 'finished' ? get(second, scheduled.id) : undefined), { what: 'scheduled job ran', timeoutMs: 15_000 });
+    const ran = await waitFor(async () => ((await get(second, scheduled.id)).broadcast.status === 'finished' ? get(second, scheduled.id) : undefined), { what: 'scheduled job ran', timeoutMs: 25_000 });
     expect(ran.deliveries[0]).toMatchObject({ pole: A, state: 'done' });
     expect(ran.broadcast.runStartedAt! - scheduled.nextRunAt!).toBeLessThan(1000);
 
