@@ -134,7 +134,8 @@ export class PushHub {
   /** Returns how many clients it was sent to. */
   #broadcast(message: ServerMessage, audience?: Audience): number {
     if (this.#clients.size === 0) return 0;
-    const text = JSON.stringify(message);
+    // UTF-8 once, not once per client: `ws` sends a Buffer as it is (a text frame here).
+    const text = Buffer.from(JSON.stringify(message));
     let sent = 0;
     for (const client of this.#clients) if ((!audience || audience(client.user)) && this.#sendText(client, text)) sent++;
     return sent;
