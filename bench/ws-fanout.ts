@@ -9,7 +9,8 @@
  * update's `valuesTs`, and each client records receive time − valuesTs (same machine clock).
  *
  * Phases:
- *   fan-out, once per `--flush-ms` value ("default" = the config's push.flushIntervalMs, 250 ms):
+ *   fan-out, once per `--flush-ms` value ("default" = the config's push.flushIntervalMs, 50 ms
+ *     since issue #7; it was 250 ms):
  *     the hub coalesces updates and sends once per interval, so the interval is a floor under
  *     the latency (uniform 0..interval) and the 100 ms target needs an interval well below it.
  *   slow client: `--slow-others` clients keep reading; one more pauses its socket (stops reading)
@@ -29,6 +30,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
+import { resolveConfig } from '../config/load.js';
 import { signInToken, siteFleet, startDashboardGateway, StatusStream, TreeCpu, writeFleet, type BenchGateway } from './lib/dashboard.js';
 import { LogHistogram } from './lib/histogram.js';
 import {
@@ -60,7 +62,8 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '20' },
     warmup: { type: 'string', default: '3' },
-    'flush-ms': { type: 'string', default: 'default,50' },
+    /** The default interval and, for comparison, the one it replaced. */
+    'flush-ms': { type: 'string', default: 'default,250' },
     'slow-seconds': { type: 'string', default: '30' },
     'slow-cap-mb': { type: 'string', default: '1' },
     /**
@@ -87,7 +90,8 @@ const slowRate = parseIntArg(args['slow-rate'], 'slow-rate', 1, 100_000);
 const slowOthers = parseIntArg(args['slow-others'], 'slow-others', 0, 20_000);
 if (!(slowCapMb >= 0)) throw new Error('--slow-cap-mb: expected a number of MB (0 = the config default)');
 const TARGET = { p99_ms: 100, clients: 500 };
-const CONFIG_DEFAULT = { flushIntervalMs: 250, maxBufferedBytes: 8 * 2 ** 20 };
+/** The gateway's own defaults (config/schema.ts), so "default" means what a deployment gets. */
+const CONFIG_DEFAULT = resolveConfig({ gateway: {} }, { source: 'config defaults', baseDir: REPO }).config.gateway!.push;
 const CONTROL_SECONDS = 10;
 
 installExitHandlers();
@@ -361,15 +365,19 @@ process.stderr.write(
 );
 
 try {
-  const runs = [];
+  const runs: Array<Awaited<ReturnType<typeof runFanout>>> = [];
   for (const f of flushes) runs.push(await runFanout(f));
   const slow = slowSeconds > 0 ? await runSlowClient() : null;
 
   const misses: string[] = [];
-  const defaultRun = runs.find((r) => r.flush_ms === CONFIG_DEFAULT.flushIntervalMs) ?? runs[0];
+  const defaultRun = runs.find((r) => r.flush_ms === CONFIG_DEFAULT.flushIntervalMs);
   const best = runs.reduce((a, r) => ((r.p99_ms ?? Infinity) < (a.p99_ms ?? Infinity) ? r : a), runs[0]!);
   if (clients < TARGET.clients) misses.push(`clients ${clients} < ${TARGET.clients}`);
-  for (const r of runs) if (r.p99_ms === null || r.p99_ms > TARGET.p99_ms) misses.push(`flush ${r.flush_ms} ms: p99_ms ${r.p99_ms} > ${TARGET.p99_ms}`);
+  // The target is the shipped configuration's: other intervals are run for comparison and listed apart.
+  const overTarget = (r: (typeof runs)[number]): boolean => r.p99_ms === null || r.p99_ms > TARGET.p99_ms;
+  if (!defaultRun) misses.push(`no run at the default flush interval (${CONFIG_DEFAULT.flushIntervalMs} ms)`);
+  else if (overTarget(defaultRun)) misses.push(`flush ${defaultRun.flush_ms} ms (default): p99_ms ${defaultRun.p99_ms} > ${TARGET.p99_ms}`);
+  const comparisonsOverTarget = runs.filter((r) => r !== defaultRun && overTarget(r)).map((r) => `flush ${r.flush_ms} ms: p99_ms ${r.p99_ms} > ${TARGET.p99_ms}`);
   if (slow) {
     if (slow.slow_stale_after_s === null) misses.push('the hub never paused the client that stopped reading');
     // Bounded: once the hub paused the client, what the gateway holds (heap after GC) grows no
@@ -396,6 +404,7 @@ try {
   for (const r of runs) for (const [k, v] of Object.entries(r)) if (k !== 'flush_ms') result[`flush${r.flush_ms}_${k}`] = v;
   if (slow) Object.assign(result, slow);
   Object.assign(result, {
+    default_flush_ms: CONFIG_DEFAULT.flushIntervalMs,
     p99_ms: defaultRun?.p99_ms ?? null,
     best_p99_ms: best?.p99_ms ?? null,
     best_flush_ms: best?.flush_ms ?? null,
@@ -404,6 +413,7 @@ try {
     targets: TARGET,
     target_met: misses.length === 0,
     target_misses: misses,
+    comparison_runs_over_target: comparisonsOverTarget,
   });
   await cleanupAll();
   process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -1,6 +1,7 @@
 /**
  * Builds the browser dashboard into dashboard/dist (served by the gateway at `/`):
- * app.js (+ map) bundled by esbuild, plus index.html, styles.css and Leaflet's CSS and images.
+ * app.js (+ map) bundled by esbuild, boot.js (the page's first script) beside it, both carrying
+ * the live feed's worker as a string, plus index.html, styles.css and Leaflet's CSS and images.
  *
  *   npx tsx scripts/build-dashboard.ts            one build, one summary line, exit 1 on error
  *   npx tsx scripts/build-dashboard.ts --watch    rebuild on change (development)
@@ -32,6 +33,43 @@ const buildOptions: esbuild.BuildOptions = {
   logLevel: 'silent',
 };
 
+/**
+ * boot.js: the page's first script, classic (not a module) so that index.html runs it while the
+ * parser reaches it, before the app bundle is even compiled. It starts the session check, the
+ * site and tank requests and the live feed (dashboard/src/boot.ts).
+ */
+const bootOptions: esbuild.BuildOptions = {
+  ...buildOptions,
+  entryPoints: [path.join(srcDir, 'boot.ts')],
+  outfile: path.join(outDir, 'boot.js'),
+  format: 'iife',
+};
+
+/**
+ * The live feed's worker (dashboard/src/feed-worker.ts), built first and put into boot.js and
+ * app.js as a string (`__FEED_WORKER_SOURCE__`): the page starts it from a Blob, with no request
+ * of its own to wait for among the page's first ones (feed-connection.ts).
+ */
+async function feedWorkerSource(): Promise<string> {
+  const result = await esbuild.build({
+    ...buildOptions,
+    entryPoints: [path.join(srcDir, 'feed-worker.ts')],
+    outfile: path.join(outDir, 'feed-worker.js'),
+    format: 'iife',
+    sourcemap: false,
+    metafile: false,
+    write: false,
+  });
+  const code = result.outputFiles?.[0]?.text;
+  if (!code) throw new Error('feed-worker.ts built to nothing');
+  return code;
+}
+
+const withWorker = (options: esbuild.BuildOptions, source: string): esbuild.BuildOptions => ({
+  ...options,
+  define: { ...options.define, __FEED_WORKER_SOURCE__: JSON.stringify(source) },
+});
+
 /** Static files next to the bundle; leaflet.css finds its marker images at ./images/. */
 async function copyStatic(): Promise<string[]> {
   const copies: Array<[string, string]> = [
@@ -44,8 +82,9 @@ async function copyStatic(): Promise<string[]> {
   return copies.map(([, to]) => (to === 'images' ? 'images/' : to));
 }
 
-function describe(result: esbuild.BuildResult, statics: string[], startedAt: number): string {
-  const outputs = Object.entries(result.metafile?.outputs ?? {})
+function describe(results: esbuild.BuildResult[], statics: string[], startedAt: number): string {
+  const outputs = results
+    .flatMap((result) => Object.entries(result.metafile?.outputs ?? {}))
     .sort(([a], [b]) => Number(a.endsWith('.map')) - Number(b.endsWith('.map')))
     .map(([file, { bytes }]) => `${path.basename(file)} ${(bytes / 1024).toFixed(1)} kB`);
   const rel = path.relative(process.cwd(), outDir) || '.';
@@ -63,23 +102,26 @@ function formatErrors(err: unknown): string {
 async function buildOnce(): Promise<void> {
   const startedAt = Date.now();
   // Bundle in memory first: a failed build leaves the last good dist in place.
-  const result = await esbuild.build({ ...buildOptions, write: false });
-  for (const w of result.warnings) console.warn(esbuild.formatMessagesSync([w], { kind: 'warning', color: false }).join(''));
+  const worker = await feedWorkerSource();
+  const results = await Promise.all([buildOptions, bootOptions].map((options) => esbuild.build({ ...withWorker(options, worker), write: false })));
+  for (const w of results.flatMap((r) => r.warnings)) console.warn(esbuild.formatMessagesSync([w], { kind: 'warning', color: false }).join(''));
   // Then a clean dist: stale files from renamed sources must not be served.
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
   const [statics] = await Promise.all([
     copyStatic(),
-    ...(result.outputFiles ?? []).map((file) => writeFile(file.path, file.contents)),
+    ...results.flatMap((r) => r.outputFiles ?? []).map((file) => writeFile(file.path, file.contents)),
   ]);
-  console.log(describe(result, statics, startedAt));
+  console.log(describe(results, statics, startedAt));
 }
 
 async function watch(): Promise<void> {
   await mkdir(outDir, { recursive: true });
   let startedAt = Date.now();
+  // The worker's source is read once: restart the watch after changing feed-worker.ts.
+  const worker = await feedWorkerSource();
   const ctx = await esbuild.context({
-    ...buildOptions,
+    ...withWorker(buildOptions, worker),
     plugins: [
       {
         name: 'copy-static-and-report',
@@ -92,13 +134,14 @@ async function watch(): Promise<void> {
               console.error(esbuild.formatMessagesSync(result.errors, { kind: 'error', color: false }).join('\n'));
               return;
             }
-            console.log(describe(result, await copyStatic(), startedAt));
+            console.log(describe([result], await copyStatic(), startedAt));
           });
         },
       },
     ],
   });
-  await ctx.watch();
+  const boot = await esbuild.context(withWorker(bootOptions, worker));
+  await Promise.all([ctx.watch(), boot.watch()]);
   console.log('build-dashboard: watching dashboard/src (index.html and styles.css are copied on each JS rebuild)');
 }
 

@@ -8,6 +8,8 @@ import type { AuditEntry, User } from '../../gateway/src/store/store.js';
 import type { DeviceSnapshotMessage, DeviceUpdate, DeviceView, ServerMessage, StorageStatus, TelemetryValue } from '../../protocol/ws.js';
 import { KINDS, STATUSES, type TankThresholds } from './devices.js';
 import { decodeDeviceSnapshot } from './device-snapshot.js';
+import { liveSocketUrl, readJsonAnswer, type EarlyFrame, type EarlySocket, type JsonAnswer } from './early.js';
+import { openFeedConnection, type FeedConnection } from './feed-connection.js';
 import { parseBroadcastMessage } from './broadcast-feed.js';
 import { parseIncidentMessage } from './incident-feed.js';
 import { isRole, type Role } from './roles.js';
@@ -191,6 +193,8 @@ export interface RequestOptions {
   signal?: AbortSignal | undefined;
   /** False for sign-in itself, whose 401 means a wrong password, not an expired session. */
   reportUnauthenticated?: boolean;
+  /** The same request, already sent before the app started (boot.ts): its answer is used instead. */
+  sent?: Promise<JsonAnswer> | undefined;
 }
 
 /** A JSON API call with the session cookie; failures become ApiError, a 401 ends the session. */
@@ -203,21 +207,14 @@ export async function requestJson(path: string, opts: RequestOptions = {}): Prom
     ...(opts.body === undefined ? {} : { body: JSON.stringify(opts.body) }),
     ...(opts.signal ? { signal: opts.signal } : {}),
   };
-  let res: Response;
+  let res: JsonAnswer;
   try {
-    res = await fetch(path, init);
+    res = await (opts.sent ?? fetch(path, init).then(readJsonAnswer));
   } catch (err) {
     if (err instanceof DOMException && err.name === 'AbortError') throw err;
     throw new ApiError(0, 'NETWORK', err instanceof Error ? err.message : String(err));
   }
-  let body: unknown = null;
-  if (res.status !== 204) {
-    try {
-      body = await res.json();
-    } catch {
-      // Non-JSON body: fall through; a failed status still reports below.
-    }
-  }
+  const { body } = res;
   if (!res.ok) {
     const code = isObject(body) && isString(body.code) ? body.code : `HTTP_${res.status}`;
     const message = isObject(body) && isString(body.message) ? body.message : res.statusText || `HTTP ${res.status}`;
@@ -235,14 +232,15 @@ export async function requestJson(path: string, opts: RequestOptions = {}): Prom
   return body;
 }
 
-const getJson = (path: string, signal?: AbortSignal) => requestJson(path, { signal });
+const getJson = (path: string, signal?: AbortSignal, sent?: Promise<JsonAnswer>) => requestJson(path, { signal, sent });
 
 function badShape(path: string): ApiError {
   return new ApiError(0, 'BAD_RESPONSE', `unexpected response shape from ${path}`);
 }
 
-export async function fetchSite(signal?: AbortSignal): Promise<SiteInfo> {
-  const body = await getJson('/api/site', signal);
+/** `sent`: the same request already sent (boot.ts). */
+export async function fetchSite(signal?: AbortSignal, sent?: Promise<JsonAnswer>): Promise<SiteInfo> {
+  const body = await getJson('/api/site', signal, sent);
   if (!isSiteInfo(body)) throw badShape('/api/site');
   return body;
 }
@@ -258,9 +256,9 @@ function isThresholds(v: unknown): v is TankThresholds {
 }
 
 /** The ledger's devices with their live state; `kind` narrows it (the tanks alone are a few percent). */
-export async function fetchDevices(opts: { kind?: DeviceView['kind']; signal?: AbortSignal } = {}): Promise<DeviceList> {
+export async function fetchDevices(opts: { kind?: DeviceView['kind']; signal?: AbortSignal; sent?: Promise<JsonAnswer> } = {}): Promise<DeviceList> {
   const path = opts.kind ? `/api/devices?${new URLSearchParams({ kind: opts.kind }).toString()}` : '/api/devices';
-  const body = await getJson(path, opts.signal);
+  const body = await getJson(path, opts.signal, opts.sent);
   if (!isObject(body) || !Array.isArray(body.devices)) throw badShape(path);
   const tankThresholds = new Map<string, TankThresholds>();
   if (isObject(body.tankThresholds)) {
@@ -312,8 +310,8 @@ export async function logout(): Promise<void> {
 }
 
 /** The signed-in user; ApiError 401 when there is no live session. */
-export async function fetchMe(opts: { reportUnauthenticated?: boolean } = {}): Promise<User> {
-  const body = await requestJson('/api/auth/me', { reportUnauthenticated: opts.reportUnauthenticated ?? true });
+export async function fetchMe(opts: { reportUnauthenticated?: boolean; sent?: Promise<JsonAnswer> } = {}): Promise<User> {
+  const body = await requestJson('/api/auth/me', { reportUnauthenticated: opts.reportUnauthenticated ?? true, sent: opts.sent });
   if (!isObject(body) || !isUser(body.user)) throw badShape('/api/auth/me');
   return body.user;
 }
@@ -385,6 +383,11 @@ export function parseServerMessage(text: string): LiveMessage | null {
   } catch {
     return null;
   }
+  return liveMessage(msg);
+}
+
+/** A parsed frame as a message this client knows, or null. */
+export function liveMessage(msg: unknown): LiveMessage | null {
   if (!isObject(msg)) return null;
   switch (msg.type) {
     case 'hello':
@@ -419,28 +422,37 @@ export interface LiveSocketOptions {
   onRefused?: () => void;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * The socket boot.ts opened before the app started, with what it received meanwhile: the first
+   * connection takes it over (if it is still open) instead of opening another.
+   */
+  early?: EarlySocket | null;
 }
 
 export function defaultWsUrl(): string {
-  const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${window.location.host}/ws`;
+  return liveSocketUrl();
 }
 
 /**
  * The `/ws` feed with automatic reconnect. The connection counts as live only once `hello`
  * arrives (an open socket to a proxy that never forwards is not live). Backoff doubles up to
  * `maxBackoffMs` with ±20 % jitter so a restarted gateway is not hit by every browser at once.
+ * Each connection lives in the feed worker (feed-connection.ts): a reconnect's snapshot is parsed
+ * there too, not on the thread that draws the map.
  */
 export class LiveSocket {
-  readonly #opts: Required<LiveSocketOptions>;
-  #ws: WebSocket | null = null;
+  readonly #opts: Required<Omit<LiveSocketOptions, 'early'>>;
+  #early: EarlySocket | null;
+  #conn: FeedConnection | null = null;
   #attempt = 0;
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #stopped = true;
   #unknownTypesSeen = new Set<string>();
 
   constructor(options: LiveSocketOptions) {
-    this.#opts = { initialBackoffMs: 500, maxBackoffMs: 15_000, onRefused: () => undefined, ...options };
+    const { early, ...rest } = options;
+    this.#opts = { initialBackoffMs: 500, maxBackoffMs: 15_000, onRefused: () => undefined, ...rest };
+    this.#early = early ?? null;
   }
 
   start(): void {
@@ -452,33 +464,33 @@ export class LiveSocket {
 
   stop(): void {
     this.#stopped = true;
+    this.#early?.conn.close(1000, 'client stopped');
+    this.#early = null;
     if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
-    this.#ws?.close(1000, 'client stopped');
-    this.#ws = null;
+    this.#conn?.close(1000, 'client stopped');
+    this.#conn = null;
   }
 
   /** Closes the current connection as a network fault would; the socket reconnects (tests use this). */
   drop(): void {
-    this.#ws?.close(4000, 'dropped by the client');
+    this.#conn?.close(4000, 'dropped by the client');
   }
 
   #connect(): void {
     this.#opts.onState(this.#attempt === 0 ? 'connecting' : 'reconnecting', this.#attempt);
-    const ws = new WebSocket(this.#opts.url);
-    ws.binaryType = 'arraybuffer';
-    this.#ws = ws;
+    const early = this.#early;
+    this.#early = null;
+    // The early connection only while it is open or opening: a closed one is replaced at once.
+    const adopted = early?.conn.live ? early : null;
+    if (early && !adopted) early.conn.close();
+    // In the feed worker (feed-connection.ts): a snapshot arrives whole and parsed.
+    const conn = adopted?.conn ?? openFeedConnection(this.#opts.url);
+    this.#conn = conn;
     let greeted = false;
-    ws.onmessage = (event: MessageEvent) => {
-      if (this.#ws !== ws) return;
-      const parseStarted = performance.now();
-      const text = frameText(event.data);
-      if (text === null) return;
-      const msg = parseServerMessage(text);
-      // A snapshot of a district is MBs of JSON: its parse time is worth seeing (bench/map.ts).
-      if (msg?.type === 'devices.snapshot') performance.measure('gs:snapshot-parse', { start: parseStarted });
+    const deliver = (msg: LiveMessage | null, text: () => string) => {
       if (!msg) {
-        this.#warnUnknown(text);
+        this.#warnUnknown(text());
         return;
       }
       if (msg.type === 'hello') {
@@ -488,10 +500,35 @@ export class LiveSocket {
       }
       this.#opts.onMessage(msg);
     };
-    // 'error' is always followed by 'close', which does the retry.
-    ws.onclose = () => {
-      if (this.#ws !== ws) return;
-      this.#ws = null;
+    const receive = (frame: EarlyFrame) => {
+      switch (frame.kind) {
+        case 'text':
+          deliver(parseServerMessage(frame.text), () => frame.text);
+          break;
+        case 'json': {
+          // A district's snapshot is 50,000 rows to decode: its time is worth seeing (bench/map.ts).
+          const started = performance.now();
+          const msg = liveMessage(frame.value);
+          if (msg?.type === 'devices.snapshot') performance.measure('gs:snapshot-parse', { start: started });
+          deliver(msg, () => JSON.stringify(frame.value).slice(0, 200));
+          break;
+        }
+        case 'binary': {
+          const text = utf8.decode(frame.data);
+          deliver(parseServerMessage(text), () => text);
+          break;
+        }
+        case 'snapshot':
+          deliver(frame.devices ? { type: 'devices.snapshot', devices: frame.devices } : null, () => '{"type":"devices.snapshot"}');
+          break;
+      }
+    };
+    conn.onframe = (frame) => {
+      if (this.#conn === conn) receive(frame);
+    };
+    conn.onclose = () => {
+      if (this.#conn !== conn) return;
+      this.#conn = null;
       if (this.#stopped) return;
       this.#attempt++;
       this.#opts.onState('reconnecting', this.#attempt);
@@ -503,6 +540,11 @@ export class LiveSocket {
       }, delay);
       if (!greeted) this.#opts.onRefused();
     };
+    // What the early connection received before the app took it over, in order.
+    for (const frame of adopted?.frames.splice(0) ?? []) {
+      if (this.#conn !== conn) break;
+      receive(frame);
+    }
   }
 
   /** Logs each unknown or malformed message type once, so a newer gateway does not flood the console. */

@@ -13,6 +13,7 @@
  *     Chromium of our tests and benchmarks, thin clients): 50,000 sprite blits cost 0.3–1 s there,
  *     so full pictures are drawn off screen a slice per frame and swapped in, and a status change
  *     repaints only its marker's rectangle (Canvas2dPainter).
+ *   The first picture is always 2D; on a GPU, WebGL takes over once it is up (#probeWebGl).
  *
  * Hit-testing and the 2D repaints use a grid of 32 px cells over the devices' canvas positions,
  * rebuilt only when the view changes, so a click, a hover or a repaint looks at a handful of devices.
@@ -38,17 +39,19 @@ export interface MarkerLook {
 }
 
 /**
- * One device as the layer needs it: display position (WGS-84, or GCJ-02 over GCJ-02 tiles), draw
- * rank (higher is drawn later, on top), look (pass the same object for the same look: looks are
- * matched by identity first) and whether the filter shows it.
+ * The devices as the layer needs them, one column per field, row k the same device: display
+ * position (WGS-84, or GCJ-02 over GCJ-02 tiles), draw rank (higher is drawn later, on top), look
+ * (pass the same object for the same look: looks are matched by identity first) and whether the
+ * filter shows it (1) or not (0). Columns, not an object per device: 50,000 of those were most
+ * of a snapshot's garbage.
  */
-export interface LayerDevice {
-  id: string;
-  lat: number;
-  lng: number;
-  rank: number;
-  look: MarkerLook;
-  visible: boolean;
+export interface LayerDevices {
+  ids: readonly string[];
+  lat: Float64Array;
+  lng: Float64Array;
+  rank: Uint8Array;
+  looks: readonly MarkerLook[];
+  visible: Uint8Array;
 }
 
 /** Web Mercator (EPSG:3857) at zoom 0 in Leaflet's 256 px world: what `L.CRS.EPSG3857.latLngToPoint(ll, 0)` gives. */
@@ -228,10 +231,12 @@ interface LayerData {
   /** Draw rank per slot (kind order); slots are sorted by it. */
   readonly rankOf: Uint8Array;
   readonly selected: number;
-  /** Slots whose position is near the rectangle (canvas CSS px, current placement), ascending. */
-  slotsNear(x0: number, y0: number, x1: number, y1: number, margin: number): number[];
-  /** The same slots, unordered, without building a list (the per-change paths). */
+  /** Slots whose position is near the rectangle (canvas CSS px, current placement), unordered. */
   visitNear(x0: number, y0: number, x1: number, y1: number, margin: number, visit: (slot: number) => void): void;
+  /** Those of them numbered `minSlot` or more (drawn later), looking at no others. */
+  visitAbove(x0: number, y0: number, x1: number, y1: number, margin: number, minSlot: number, visit: (slot: number) => void): void;
+  /** The first slot after those of draw rank `rank` (an index into the ranks, as in `rankOf`). */
+  rankEnd(rank: number): number;
 }
 
 interface Painter {
@@ -421,6 +426,11 @@ class WebGlPainter implements Painter {
   }
 }
 
+/** The same view: a picture drawn (or being drawn) for one is right for the other. */
+function samePlacement(a: Placement, b: Placement): boolean {
+  return a.topLeft.equals(b.topLeft) && a.zoom === b.zoom && a.width === b.width && a.height === b.height && a.dpr === b.dpr && a.tx === b.tx && a.ty === b.ty && a.scale === b.scale;
+}
+
 /** Puts a canvas at a placement: layer position (no zoom transform), size in device and CSS px. */
 function placeCanvas(canvas: HTMLCanvasElement, p: Placement): void {
   L.DomUtil.setPosition(canvas, p.topLeft);
@@ -597,6 +607,21 @@ class Canvas2dPainter implements Painter {
   }
 
   full(p: Placement): void {
+    if (this.#data.count === 0) {
+      // Nothing to draw (the map exists before the devices arrive): an empty canvas, not a
+      // picture of 2 million transparent pixels put row band by row band.
+      this.#job = null;
+      this.#dirty.clear();
+      this.#dirtyRings.length = 0;
+      placeCanvas(this.#front, p);
+      this.#frontCtx?.clearRect(0, 0, this.#front.width, this.#front.height);
+      this.#shown = p;
+      this.#drawnLook = new Uint16Array(0);
+      this.#drawnVisible = new Uint8Array(0);
+      this.#pixels = null;
+      this.#onComplete();
+      return;
+    }
     const back = this.#back;
     const w = Math.round(p.width * p.dpr);
     const h = Math.round(p.height * p.dpr);
@@ -688,8 +713,11 @@ class Canvas2dPainter implements Painter {
     ctx.stroke();
   }
 
-  /** Writes slot `i`'s sprite into the picture's pixels: the same pixels `#blit` would draw. */
-  #write(i: number, p: Placement, w: number, h: number): void {
+  /**
+   * Writes slot `i`'s sprite into the picture's pixels (the same pixels `#blit` would draw), only
+   * those inside the device-pixel rectangle [cx0, cx1) × [cy0, cy1).
+   */
+  #write(i: number, p: Placement, cx0: number, cy0: number, cx1: number, cy1: number): void {
     const d = this.#data;
     const sprite = this.#sprite(d.lookOf[i]!, p);
     const x = d.rel[2 * i]! * p.world + p.tx;
@@ -697,10 +725,11 @@ class Canvas2dPainter implements Painter {
     const ox = Math.round(x - sprite.half) * p.dpr;
     const oy = Math.round(y - sprite.half) * p.dpr;
     const side = sprite.side;
-    if (ox >= w || oy >= h || ox + side <= 0 || oy + side <= 0) return;
+    if (ox >= cx1 || oy >= cy1 || ox + side <= cx0 || oy + side <= cy0) return;
     const words = this.#words;
+    const w = this.#pixels!.width;
     const { offsets, colors } = sprite;
-    if (ox >= 0 && oy >= 0 && ox + side <= w && oy + side <= h) {
+    if (ox >= cx0 && oy >= cy0 && ox + side <= cx1 && oy + side <= cy1) {
       for (let k = 0; k < offsets.length; k++) {
         const o = offsets[k]!;
         const row = (o / side) | 0;
@@ -713,7 +742,7 @@ class Canvas2dPainter implements Painter {
       const row = (o / side) | 0;
       const px = ox + (o - row * side);
       const py = oy + row;
-      if (px >= 0 && py >= 0 && px < w && py < h) words[py * w + px] = colors[k]!;
+      if (px >= cx0 && py >= cy0 && px < cx1 && py < cy1) words[py * w + px] = colors[k]!;
     }
   }
 
@@ -733,7 +762,7 @@ class Canvas2dPainter implements Painter {
         job.drawnLook[i] = d.lookOf[i]!;
         if (d.visible[i] === 0) continue;
         job.drawnVisible[i] = 1;
-        this.#write(i, p, w, h);
+        this.#write(i, p, 0, 0, w, h);
       }
       job.next = end;
       if (performance.now() > deadline) return;
@@ -761,10 +790,17 @@ class Canvas2dPainter implements Painter {
     this.#onComplete();
   }
 
+  /**
+   * Repaints what changed since the picture, in place. The picture's pixels (`#pixels`, what the
+   * last full picture wrote) stay the mirror of the canvas: a change rewrites its rectangle there
+   * (plain typed-array writes, no canvas state) and copies just that rectangle to the canvas; only
+   * the selection, drawn over everything with canvas calls, is redrawn on top where it is touched.
+   */
   #repaintDirty(deadline: number): void {
     const p = this.#shown;
     const ctx = this.#frontCtx;
-    if (!p || !ctx) {
+    const pixels = this.#pixels;
+    if (!p || !ctx || !pixels) {
       this.#dirty.clear();
       this.#dirtyRings.length = 0;
       return;
@@ -776,14 +812,11 @@ class Canvas2dPainter implements Painter {
       if (i >= d.count) continue;
       const x = d.rel[2 * i]! * p.world + p.tx;
       const y = d.rel[2 * i + 1]! * p.world + p.ty;
-      if (d.visible[i] === 1 && this.#drawnVisible[i] === 1) {
-        // Restyled: same pixels, new colours (renderSprite) — drawn over in place.
-        this.#overdraw(ctx, p, i, x, y);
-      } else {
-        // Shown or hidden by a filter: clear its rectangle and restack what is there.
-        const half = markerHalf(d.looks[d.lookOf[i]!]!, scale).half;
-        this.#repaintRect(ctx, p, x - half, y - half, x + half, y + half);
-      }
+      // Restyled (same pixels, new colours: renderSprite) or shown/hidden by a filter: either way its
+      // rectangle is rebuilt from what lies there, in draw order.
+      const half = Math.max(this.#sprite(d.lookOf[i]!, p).half, this.#sprite(this.#drawnLook[i] ?? d.lookOf[i]!, p).half);
+      const restyled = d.visible[i] === 1 && this.#drawnVisible[i] === 1;
+      this.#repaintRect(ctx, p, x - half, y - half, x + half, y + half, restyled ? i : -1);
       this.#drawnLook[i] = d.lookOf[i]!;
       this.#drawnVisible[i] = d.visible[i]!;
       if (performance.now() > deadline) return;
@@ -794,92 +827,80 @@ class Canvas2dPainter implements Painter {
       const r = ringRadius(d.looks[d.lookOf[i]!]!, scale) + RING.width + 1;
       const x = d.rel[2 * i]! * p.world + p.tx;
       const y = d.rel[2 * i + 1]! * p.world + p.ty;
-      this.#repaintRect(ctx, p, x - r, y - r, x + r, y + r);
+      this.#repaintRect(ctx, p, x - r, y - r, x + r, y + r, -1);
       if (performance.now() > deadline) return;
     }
   }
 
   /**
-   * Redraws marker `i` where it is, then, clipped to it, whatever is drawn above it there: markers
-   * of a higher rank (a pole or tank over a camera) and the selection. Markers of its own rank
-   * that overlapped it now lie under it: the order within a kind carries no meaning.
+   * Rebuilds a rectangle (canvas CSS px) of the picture and puts it on the canvas. `restyled` >= 0:
+   * only that marker changed colour, and every kind's looks cover the same pixels, so it is written
+   * over itself and only what is drawn above it (markers of a higher rank, a pole or tank over a
+   * camera) is written again; -1: the rectangle is cleared and every marker touching it rewritten.
    */
-  #overdraw(ctx: CanvasRenderingContext2D, p: Placement, i: number, x: number, y: number): void {
+  #repaintRect(ctx: CanvasRenderingContext2D, p: Placement, x0: number, y0: number, x1: number, y1: number, restyled: number): void {
     const d = this.#data;
-    const half = this.#sprite(d.lookOf[i]!, p).half;
-    if (x < -half || y < -half || x > p.width + half || y > p.height + half) return;
-    ctx.setTransform(p.dpr, 0, 0, p.dpr, 0, 0);
-    this.#blit(ctx, i, p);
-    const rx0 = Math.round(x - half);
-    const ry0 = Math.round(y - half);
-    const rx1 = rx0 + 2 * half;
-    const ry1 = ry0 + 2 * half;
-    const maxHalf = this.#maxHalf(p);
-    const rank = d.rankOf[i]!;
-    const above: number[] = [];
-    d.visitNear(rx0, ry0, rx1, ry1, maxHalf, (j) => {
-      if (d.rankOf[j]! <= rank || d.visible[j] === 0 || j === d.selected) return;
-      const hj = this.#sprite(d.lookOf[j]!, p).half;
-      const xj = d.rel[2 * j]! * p.world + p.tx;
-      const yj = d.rel[2 * j + 1]! * p.world + p.ty;
-      if (xj + hj < rx0 || xj - hj > rx1 || yj + hj < ry0 || yj - hj > ry1) return;
-      above.push(j);
-    });
-    if (above.length > 1) above.sort((a, b) => a - b);
-    const sel = d.selected;
-    let ring = false;
-    if (sel >= 0 && sel < d.count && sel !== i) {
-      const r = ringRadius(d.looks[d.lookOf[sel]!]!, p.scale) + RING.width;
-      const xs = d.rel[2 * sel]! * p.world + p.tx;
-      const ys = d.rel[2 * sel + 1]! * p.world + p.ty;
-      ring = xs + r >= rx0 && xs - r <= rx1 && ys + r >= ry0 && ys - r <= ry1;
-    }
-    if (sel === i) ring = true;
-    if (above.length === 0 && !ring) return;
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(rx0, ry0, rx1 - rx0, ry1 - ry0);
-    ctx.clip();
-    for (const j of above) this.#blit(ctx, j, p);
-    if (ring) this.#drawSelection(ctx, p);
-    ctx.restore();
-  }
-
-  /** Clears a rectangle and redraws, clipped to it, every marker (and the selection) touching it. */
-  #repaintRect(ctx: CanvasRenderingContext2D, p: Placement, x0: number, y0: number, x1: number, y1: number): void {
-    const d = this.#data;
+    const pixels = this.#pixels!;
+    const w = pixels.width;
+    const h = pixels.height;
+    // Whole CSS px, one more on each side (sprites are placed at rounded positions), in device px.
     const rx0 = Math.floor(x0) - 1;
     const ry0 = Math.floor(y0) - 1;
     const rx1 = Math.ceil(x1) + 1;
     const ry1 = Math.ceil(y1) + 1;
-    if (rx1 < 0 || ry1 < 0 || rx0 > p.width || ry0 > p.height) return;
-    ctx.save();
-    ctx.setTransform(p.dpr, 0, 0, p.dpr, 0, 0);
-    ctx.beginPath();
-    ctx.rect(rx0, ry0, rx1 - rx0, ry1 - ry0);
-    ctx.clip();
-    ctx.clearRect(rx0, ry0, rx1 - rx0, ry1 - ry0);
-    for (const i of d.slotsNear(rx0, ry0, rx1, ry1, this.#maxHalf(p))) {
-      if (d.visible[i] === 0 || i === d.selected) continue;
-      // Only the sprites that reach into the rectangle: the grid's cells hold many more.
-      const half = this.#sprite(d.lookOf[i]!, p).half;
-      const x = d.rel[2 * i]! * p.world + p.tx;
-      const y = d.rel[2 * i + 1]! * p.world + p.ty;
-      if (x + half < rx0 || x - half > rx1 || y + half < ry0 || y - half > ry1) continue;
-      this.#blit(ctx, i, p);
+    const cx0 = Math.max(0, rx0 * p.dpr);
+    const cy0 = Math.max(0, ry0 * p.dpr);
+    const cx1 = Math.min(w, rx1 * p.dpr);
+    const cy1 = Math.min(h, ry1 * p.dpr);
+    if (cx1 <= cx0 || cy1 <= cy0) return;
+    const maxHalf = this.#maxHalf(p);
+    const touches = (j: number) => {
+      const half = this.#sprite(d.lookOf[j]!, p).half;
+      const x = d.rel[2 * j]! * p.world + p.tx;
+      const y = d.rel[2 * j + 1]! * p.world + p.ty;
+      return !(x + half < rx0 || x - half > rx1 || y + half < ry0 || y - half > ry1);
+    };
+    const redraw: number[] = [];
+    if (restyled >= 0) {
+      this.#write(restyled, p, cx0, cy0, cx1, cy1);
+      // Only slots of a higher rank can be drawn above it: the grid lists a cell's slots in
+      // ascending order and slots are in rank order, so those are at the end of each cell.
+      d.visitAbove(rx0, ry0, rx1, ry1, maxHalf, d.rankEnd(d.rankOf[restyled]!), (j) => {
+        if (d.visible[j] === 1 && touches(j)) redraw.push(j);
+      });
+    } else {
+      const words = this.#words;
+      for (let y = cy0; y < cy1; y++) words.fill(0, y * w + cx0, y * w + cx1);
+      d.visitNear(rx0, ry0, rx1, ry1, maxHalf, (j) => {
+        if (d.visible[j] === 1 && touches(j)) redraw.push(j);
+      });
     }
+    if (redraw.length > 1) redraw.sort((a, b) => a - b);
+    for (const j of redraw) this.#write(j, p, cx0, cy0, cx1, cy1);
+    ctx.putImageData(pixels, 0, 0, cx0, cy0, cx1 - cx0, cy1 - cy0);
+    // The selection (marker and ring) is drawn over the picture with canvas calls: again, clipped.
     const sel = d.selected;
     if (sel >= 0 && sel < d.count) {
       const r = ringRadius(d.looks[d.lookOf[sel]!]!, p.scale) + RING.width;
       const x = d.rel[2 * sel]! * p.world + p.tx;
       const y = d.rel[2 * sel + 1]! * p.world + p.ty;
-      if (x + r >= rx0 && x - r <= rx1 && y + r >= ry0 && y - r <= ry1) this.#drawSelection(ctx, p);
+      if (x + r >= rx0 && x - r <= rx1 && y + r >= ry0 && y - r <= ry1) {
+        ctx.save();
+        ctx.setTransform(p.dpr, 0, 0, p.dpr, 0, 0);
+        ctx.beginPath();
+        ctx.rect(cx0 / p.dpr, cy0 / p.dpr, (cx1 - cx0) / p.dpr, (cy1 - cy0) / p.dpr);
+        ctx.clip();
+        this.#drawSelection(ctx, p);
+        ctx.restore();
+      }
     }
-    ctx.restore();
   }
 }
 
 // ---- the layer ----------------------------------------------------------------------------------
+
+/** Fired on the map when a complete picture of the devices is on screen; `devices`: how many. */
+export const DEVICES_DRAWN_EVENT = 'gsdevicesdrawn';
 
 export interface DeviceLayerOptions {
   pane: string;
@@ -901,6 +922,7 @@ export class DeviceLayer extends L.Layer implements LayerData {
   readonly #rendererOption: 'auto' | 'canvas2d' | 'webgl';
   #painter: Painter | null = null;
   #paneEl: HTMLElement | null = null;
+  #webglProbed = false;
 
   // ---- devices, by slot (slot order = draw order) ----
   #ids: string[] = [];
@@ -912,6 +934,8 @@ export class DeviceLayer extends L.Layer implements LayerData {
   #lookOf = new Uint16Array(0);
   #visible = new Uint8Array(0);
   #rankOf = new Uint8Array(0);
+  /** Per rank index, the first slot after its devices. */
+  #rankEnds: number[] = [];
   #visibleCount = 0;
   readonly #looks: MarkerLook[] = [];
   readonly #lookIndex = new Map<string, number>();
@@ -971,13 +995,15 @@ export class DeviceLayer extends L.Layer implements LayerData {
     return this.#selected;
   }
 
-  slotsNear(x0: number, y0: number, x1: number, y1: number, margin: number): number[] {
-    const out: number[] = [];
-    this.visitNear(x0, y0, x1, y1, margin, (slot) => out.push(slot));
-    return out.length > 1 ? out.sort((a, b) => a - b) : out;
+  rankEnd(rank: number): number {
+    return this.#rankEnds[rank] ?? this.#ids.length;
   }
 
   visitNear(x0: number, y0: number, x1: number, y1: number, margin: number, visit: (slot: number) => void): void {
+    this.visitAbove(x0, y0, x1, y1, margin, 0, visit);
+  }
+
+  visitAbove(x0: number, y0: number, x1: number, y1: number, margin: number, minSlot: number, visit: (slot: number) => void): void {
     if (this.#gridDirty) this.#buildGrid();
     const c0 = Math.max(0, Math.floor((x0 - margin) / CELL));
     const c1 = Math.min(this.#cols - 1, Math.floor((x1 + margin) / CELL));
@@ -988,7 +1014,8 @@ export class DeviceLayer extends L.Layer implements LayerData {
     for (let r = r0; r <= r1; r++) {
       for (let c = c0; c <= c1; c++) {
         const cell = r * this.#cols + c;
-        for (let k = start[cell]!; k < start[cell + 1]!; k++) visit(items[k]!);
+        // A cell's slots ascend (#buildGrid): from its end down to minSlot.
+        for (let k = start[cell + 1]! - 1; k >= start[cell]! && items[k]! >= minSlot; k--) visit(items[k]!);
       }
     }
   }
@@ -997,7 +1024,7 @@ export class DeviceLayer extends L.Layer implements LayerData {
 
   override onAdd(map: L.Map): this {
     this.#makeCanvas(map, this.#rendererOption);
-    this.#reset();
+    this.#reset(true);
     return this;
   }
 
@@ -1031,24 +1058,32 @@ export class DeviceLayer extends L.Layer implements LayerData {
     return events;
   }
 
+  #newCanvas(map: L.Map): HTMLCanvasElement {
+    const canvas = document.createElement('canvas');
+    canvas.className = 'gs-device-canvas leaflet-layer';
+    if ((map as unknown as MapInternals)._zoomAnimated) canvas.classList.add('leaflet-zoom-animated');
+    canvas.dataset.testid = 'device-canvas';
+    return canvas;
+  }
+
+  /**
+   * 'auto' starts with canvas 2D and asks for WebGL only once the first picture is up
+   * (#probeWebGl): creating a context just to find it runs in software cost the page's start
+   * 15–50 ms on the machines that then draw in 2D anyway.
+   */
   #makeCanvas(map: L.Map, renderer: 'auto' | 'canvas2d' | 'webgl'): void {
-    const make = () => {
-      const canvas = document.createElement('canvas');
-      canvas.className = 'gs-device-canvas leaflet-layer';
-      if ((map as unknown as MapInternals)._zoomAnimated) canvas.classList.add('leaflet-zoom-animated');
-      canvas.dataset.testid = 'device-canvas';
-      return canvas;
-    };
     const onComplete = () => this.#completed();
-    let canvas = make();
-    const probeStarted = performance.now();
-    let painter: Painter | null = renderer === 'canvas2d' ? null : WebGlPainter.create(canvas, this, onComplete, () => this.#fallBack(), renderer === 'webgl');
-    performance.measure('gs:webgl-probe', { start: probeStarted });
+    let canvas = this.#newCanvas(map);
+    let painter: Painter | null = renderer === 'webgl' ? WebGlPainter.create(canvas, this, onComplete, () => this.#fallBack(), true) : null;
     if (!painter) {
       // A canvas that was asked for a WebGL context cannot give a 2D one: start afresh.
-      canvas = make();
-      painter = new Canvas2dPainter(canvas, make, this, onComplete);
+      if (renderer === 'webgl') canvas = this.#newCanvas(map);
+      painter = new Canvas2dPainter(canvas, () => this.#newCanvas(map), this, onComplete);
     }
+    this.#install(map, canvas, painter);
+  }
+
+  #install(map: L.Map, canvas: HTMLCanvasElement, painter: Painter): void {
     const old = this.#painter?.element;
     if (old?.parentNode) old.replaceWith(canvas);
     else map.getPane(this.#pane)?.appendChild(canvas);
@@ -1058,28 +1093,60 @@ export class DeviceLayer extends L.Layer implements LayerData {
     this.#paneEl?.setAttribute('data-renderer', painter.kind);
   }
 
+  /** On a GPU, WebGL takes over from the 2D painter ('auto', after the first picture, when idle). */
+  #probeWebGl(): void {
+    const map = this._map;
+    if (!map || this.#painter?.kind !== 'canvas2d') return;
+    const started = performance.now();
+    const canvas = this.#newCanvas(map);
+    const painter = WebGlPainter.create(canvas, this, () => this.#completed(), () => this.#fallBack(), false);
+    performance.measure('gs:webgl-probe', { start: started });
+    if (!painter) return;
+    this.#install(map, canvas, painter);
+    this.#reset(true);
+  }
+
   /** The WebGL context was lost (driver reset, too many contexts): carry on with canvas 2D. */
   #fallBack(): void {
     const map = this._map;
     if (!map) return;
     console.warn('WebGL context lost; the device layer continues with canvas 2D');
     this.#makeCanvas(map, 'canvas2d');
-    this.#reset();
+    this.#reset(true);
   }
 
   #completed(): void {
     this.#stats.drawn = this.#ids.length;
+    if (this.#rendererOption === 'auto' && !this.#webglProbed && this.#ids.length > 0) {
+      this.#webglProbed = true;
+      const probe = () => this.#probeWebGl();
+      if ('requestIdleCallback' in window) requestIdleCallback(probe, { timeout: 5000 });
+      else setTimeout(probe, 500);
+    }
+    // For work that should wait until the map shows its devices (the alarm's audio, main.ts).
+    this._map?.fire(DEVICES_DRAWN_EVENT, { devices: this.#ids.length });
   }
 
   // ---- data ----
 
   /** Replaces the whole set (a snapshot). O(n): positions are projected once here. */
-  setDevices(devices: readonly LayerDevice[]): void {
-    // Slots in draw order: stable by rank (the few distinct ranks), so the buffer order is the order drawn.
-    const ranks = [...new Set(devices.map((d) => d.rank))].sort((a, b) => a - b);
-    const sorted: LayerDevice[] = [];
-    for (const rank of ranks) for (const d of devices) if (d.rank === rank) sorted.push(d);
-    const n = sorted.length;
+  setDevices(devices: LayerDevices): void {
+    // Slots in draw order: stable by rank (a counting sort over the few distinct ranks), so the
+    // buffer order is the order drawn.
+    const n = devices.ids.length;
+    const byRank: number[] = [];
+    for (let k = 0; k < n; k++) byRank[devices.rank[k]!] = (byRank[devices.rank[k]!] ?? 0) + 1;
+    const ranks: number[] = [];
+    const next: number[] = [];
+    for (let r = 0, at = 0; r < byRank.length; r++) {
+      if (!byRank[r]) continue;
+      next[r] = at;
+      at += byRank[r]!;
+      ranks.push(r);
+    }
+    /** Row (in `devices`) of each slot. */
+    const rowOf = new Int32Array(n);
+    for (let k = 0; k < n; k++) rowOf[next[devices.rank[k]!]!++] = k;
     const selectedId = this.#selected >= 0 ? this.#ids[this.#selected] : undefined;
     this.#ids = new Array<string>(n);
     this.#slotOf.clear();
@@ -1088,31 +1155,38 @@ export class DeviceLayer extends L.Layer implements LayerData {
     this.#lookOf = new Uint16Array(n);
     this.#visible = new Uint8Array(n);
     this.#rankOf = new Uint8Array(n);
+    this.#rankEnds = [];
     const wx = new Float64Array(n);
     const wy = new Float64Array(n);
     // Positions relative to the fleet's middle: float32 then resolves well under a pixel at zoom 19.
     let sx = 0;
     let sy = 0;
     for (let i = 0; i < n; i++) {
-      const d = sorted[i]!;
-      wx[i] = worldX(d.lng);
-      wy[i] = worldY(d.lat);
+      const k = rowOf[i]!;
+      wx[i] = worldX(devices.lng[k]!);
+      wy[i] = worldY(devices.lat[k]!);
       sx += wx[i]!;
       sy += wy[i]!;
     }
     this.#originX = n > 0 ? sx / n : 0;
     this.#originY = n > 0 ? sy / n : 0;
     let visible = 0;
+    const rankIndex: number[] = [];
+    ranks.forEach((r, index) => (rankIndex[r] = index));
     for (let i = 0; i < n; i++) {
-      const d = sorted[i]!;
-      this.#ids[i] = d.id;
-      this.#slotOf.set(d.id, i);
+      const k = rowOf[i]!;
+      const id = devices.ids[k]!;
+      this.#ids[i] = id;
+      this.#slotOf.set(id, i);
       this.#rel[2 * i] = wx[i]! - this.#originX;
       this.#rel[2 * i + 1] = wy[i]! - this.#originY;
-      this.#visible[i] = d.visible ? 1 : 0;
-      this.#rankOf[i] = ranks.indexOf(d.rank);
-      visible += d.visible ? 1 : 0;
-      this.#writeLook(i, this.#lookSlot(d.look));
+      const shown = devices.visible[k] === 1 ? 1 : 0;
+      this.#visible[i] = shown;
+      const rank = rankIndex[devices.rank[k]!]!;
+      this.#rankOf[i] = rank;
+      this.#rankEnds[rank] = i + 1;
+      visible += shown;
+      this.#writeLook(i, this.#lookSlot(devices.looks[k]!));
     }
     this.#visibleCount = visible;
     this.#selected = selectedId !== undefined ? (this.#slotOf.get(selectedId) ?? -1) : -1;
@@ -1276,11 +1350,15 @@ export class DeviceLayer extends L.Layer implements LayerData {
   }
 
   /** A new view (pan or zoom ended, resize): place and draw at once, so no blank frame shows. */
-  #reset(): void {
+  #reset(force = false): void {
     const map = this._map;
     const painter = this.#painter;
     if (!map || !painter) return;
-    this.#place = this.#placement(map);
+    const place = this.#placement(map);
+    // Leaflet's invalidateSize fires moveend and resize for one change: one picture is enough.
+    const current = this.#place;
+    if (!force && current && !this.#pendingFull && samePlacement(current, place)) return;
+    this.#place = place;
     this.#gridDirty = true;
     const started = performance.now();
     this.#pendingFull = false;

@@ -11,10 +11,19 @@ import { DEVICE_SNAPSHOT_FORMAT, type DeviceView, type TelemetryValue } from '..
 import { KINDS, STATUSES } from './devices.js';
 import { isNumber, isObject, isString, type Json } from './json.js';
 
+/**
+ * The values of every row that has none: one frozen object, not 50,000 empty ones (the store
+ * replaces a device's values with a new object on an update, it never writes into them).
+ */
+const NO_VALUES: Record<string, TelemetryValue> = Object.freeze({});
+
 const isTelemetryValue = (v: unknown): v is TelemetryValue => isNumber(v) || typeof v === 'string' || typeof v === 'boolean';
 
-/** An array of exactly `count` items. */
-const isColumn = (v: unknown, count: number): v is unknown[] => Array.isArray(v) && v.length === count;
+/**
+ * A column of exactly `count` items: an array, or a Float64Array of numbers (the feed worker
+ * packs number columns so: feed-connection.ts).
+ */
+const isColumn = (v: unknown, count: number): v is ArrayLike<unknown> => (Array.isArray(v) || v instanceof Float64Array) && v.length === count;
 
 /** Reads row i of a column; undefined when the row's value is bad. */
 type RowReader<T> = (i: number) => T | undefined;
@@ -59,9 +68,13 @@ function numberedReader(v: unknown, count: number): RowReader<string> | null {
 
 /** A decimal column, or a plain array of numbers. Null if misshapen. */
 function decimalReader(v: unknown, count: number): RowReader<number> | null {
-  if (Array.isArray(v)) {
+  if (Array.isArray(v) || v instanceof Float64Array) {
     if (v.length !== count) return null;
-    return (i) => (isNumber(v[i]) ? v[i] : undefined);
+    const numbers: ArrayLike<unknown> = v;
+    return (i) => {
+      const n = numbers[i];
+      return isNumber(n) ? n : undefined;
+    };
   }
   if (!isObject(v) || !Number.isInteger(v.decimals) || (v.decimals as number) < 0 || (v.decimals as number) > 9 || !isNumber(v.base) || !isColumn(v.offsets, count)) return null;
   const scale = 10 ** (v.decimals as number);
@@ -118,7 +131,7 @@ export function decodeDeviceSnapshot(msg: Json): DeviceView[] | null {
       agent: agent(i),
       status: status(i),
       lastSeen: lastSeen(i),
-      values: {},
+      values: NO_VALUES,
       valuesTs: valuesTs(i),
     };
     const ok =
@@ -141,7 +154,10 @@ export function decodeDeviceSnapshot(msg: Json): DeviceView[] | null {
       const device = rows[row];
       const value = values[k];
       if (!device) continue;
-      if (isTelemetryValue(value)) device.values[field] = value;
+      if (isTelemetryValue(value)) {
+        if (device.values === NO_VALUES) device.values = {};
+        device.values[field] = value;
+      }
       else {
         rows[row] = null;
         bad++;

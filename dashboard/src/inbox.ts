@@ -44,7 +44,13 @@ export class InboxView {
    */
   readonly #inView = new IntersectionObserver(
     (entries) => {
-      for (const e of entries) e.target.classList.toggle('in-view', e.isIntersecting);
+      let shown = false;
+      for (const e of entries) {
+        e.target.classList.toggle('in-view', e.isIntersecting);
+        shown ||= e.isIntersecting;
+      }
+      // Rows out of view are not kept up to date (#render): bring the ones scrolled in up to date.
+      if (shown) this.#renderSoon.request();
     },
     { root: this.el },
   );
@@ -123,7 +129,8 @@ export class InboxView {
     for (const i of open) {
       wanted.add(i.id);
       const unseen = feed.unseen.has(i.id);
-      const row = this.#rows.get(i.id) ?? this.#newRow(i);
+      const known = this.#rows.get(i.id);
+      const row = known ?? this.#newRow(i);
       row.incident = i;
       const className = `inbox-item severity-${i.severity}${unseen ? ' unseen' : ''}${this.card.incidentId === i.id ? ' selected' : ''}`;
       if (row.className !== className) {
@@ -132,6 +139,10 @@ export class InboxView {
         row.li.classList.toggle('in-view', inView);
       }
       if (row.li.dataset.status !== i.status) row.li.dataset.status = i.status;
+      rows.push(row.li);
+      // Texts only for rows in view (and new ones): hundreds of open incidents, a dozen on screen;
+      // a row scrolled into view is brought up to date then (the IntersectionObserver above).
+      if (known && !row.li.classList.contains('in-view')) continue;
       const statusClass = `badge status-${i.status}`;
       if (row.status.className !== statusClass) row.status.className = statusClass;
       setText(row.status, t(`inc.status.${i.status}`));
@@ -141,7 +152,6 @@ export class InboxView {
         if (!row.isNew.parentNode) row.kind.after(row.isNew);
       } else row.isNew.remove();
       setText(row.line2, [i.gridName ?? i.grid ?? '', t(`inc.level.${i.level}`), i18n.relative(i.createdAt)].join(' · '));
-      rows.push(row.li);
     }
     for (const [id, row] of this.#rows) {
       if (wanted.has(id)) continue;

@@ -92,6 +92,20 @@ export class AlarmSound {
     }
   }
 
+  /**
+   * Starts the audio output ahead of the first alarm (left suspended until one plays): creating it
+   * is the slow part, 20–300 ms of the page's main thread, and the first alarm would stall the map.
+   */
+  warm(): void {
+    if (this.#muted || this.#ctx) return;
+    try {
+      this.#ctx = new AudioContext();
+      void this.#ctx.suspend();
+    } catch (err) {
+      console.warn('alarm sound unavailable', err);
+    }
+  }
+
   play(urgent: boolean): void {
     if (this.#muted) return;
     // One alarm at a time: a burst of new incidents (tens a second when many tanks run low) would

@@ -13,6 +13,12 @@ import { FrameThrottle } from './dom.js';
 import { incidentPoint, isOpenIncident, type IncidentFeed } from './incident-feed.js';
 
 const PULSE_PANE = 'gs-incident-pulse';
+/**
+ * The incident vectors' own pane and SVG, apart from the site's boundaries (the overlay pane's
+ * SVG, hundreds of long outlines): an incident opening or closing then re-rasterises its own
+ * small shapes, not the outlines under it.
+ */
+const VECTOR_PANE = 'gs-incidents';
 const COLORS = { critical: '#ff3b30', warning: '#ffb020', info: '#8fb3d9' } as const;
 
 export interface IncidentLayerOptions {
@@ -26,6 +32,8 @@ export interface IncidentLayerOptions {
 export class IncidentLayer {
   readonly #opts: IncidentLayerOptions;
   readonly #group = L.layerGroup();
+  readonly #renderer: L.Renderer;
+  readonly #pulseRenderer: L.Renderer;
   readonly #drawn = new Map<string, Drawn>();
   /** Incidents changed since the last frame (the latest state of each). */
   readonly #pending = new Map<string, Incident>();
@@ -39,6 +47,10 @@ export class IncidentLayer {
     // incidents pulse: one composited layer that fades, nothing repainted per frame. Above the
     // device markers (450), so a ring shows where an incident sits under them.
     if (!opts.map.getPane(PULSE_PANE)) opts.map.createPane(PULSE_PANE).style.zIndex = '455';
+    // Where they were in the overlay pane (400): over the boundaries, under the device markers (450).
+    if (!opts.map.getPane(VECTOR_PANE)) opts.map.createPane(VECTOR_PANE).style.zIndex = '420';
+    this.#renderer = L.svg({ pane: VECTOR_PANE });
+    this.#pulseRenderer = L.svg({ pane: PULSE_PANE });
     this.#group.addTo(opts.map);
     opts.feed.onChange((e) => {
       if (e.kind === 'incident') {
@@ -57,7 +69,11 @@ export class IncidentLayer {
   }
 
   /** Pans to an incident and shows its geometry (also for one that was closed meanwhile). */
-  focus(incident: Incident): void {
+  focus(given: Incident): void {
+    // The caller's copy can be older than the feed's (the inbox redraws at most 4 times a second):
+    // draw the latest, or a fix that came in meanwhile would be dropped with the pending redraw.
+    const latest = this.#opts.feed.incidents.get(given.id);
+    const incident = latest && latest.updatedAt >= given.updatedAt ? latest : given;
     this.#focused = incident.id;
     this.#pending.delete(incident.id);
     this.#draw(incident, true);
@@ -99,6 +115,7 @@ export class IncidentLayer {
     }
     this.#remove(i.id);
     const { project } = this.#opts;
+    const renderer = this.#renderer;
     const color = COLORS[i.severity];
     const layers: L.Layer[] = [];
     // An element, not a string: Leaflet would parse a string as HTML, and titles carry device names.
@@ -107,13 +124,13 @@ export class IncidentLayer {
     const entry: Drawn = { key, incident: i, layers, tip };
     const loc = i.location!;
     if (loc.method === 'triangulated') {
-      layers.push(L.circle(project(loc.lat, loc.lon), { radius: Math.max(loc.uncertaintyM, 30), color, weight: 1, fillOpacity: 0.12, interactive: false }));
+      layers.push(L.circle(project(loc.lat, loc.lon), { radius: Math.max(loc.uncertaintyM, 30), color, weight: 1, fillOpacity: 0.12, interactive: false, renderer }));
       for (const c of i.cameras) {
         if (c.bearingDeg === null) continue;
-        layers.push(L.polyline([project(c.lat, c.lon), project(loc.lat, loc.lon)], { color, weight: 1.5, opacity: 0.7, dashArray: '2 6', interactive: false }));
+        layers.push(L.polyline([project(c.lat, c.lon), project(loc.lat, loc.lon)], { color, weight: 1.5, opacity: 0.7, dashArray: '2 6', interactive: false, renderer }));
       }
     } else if (loc.method === 'bearing_line') {
-      layers.push(L.polyline([project(loc.from.lat, loc.from.lon), project(loc.to.lat, loc.to.lon)], { color, weight: 3, opacity: 0.85, dashArray: '8 8', interactive: false }));
+      layers.push(L.polyline([project(loc.from.lat, loc.from.lon), project(loc.to.lat, loc.to.lon)], { color, weight: 3, opacity: 0.85, dashArray: '8 8', interactive: false, renderer }));
     }
     const radius = i.category === 'fire' ? 11 : 8;
     const at = project(p.lat, p.lon);
@@ -124,15 +141,15 @@ export class IncidentLayer {
       fillColor: color,
       fillOpacity: 0.95,
       className: `incident-marker${pulse ? ' pulse' : ''}`,
+      renderer,
     });
     marker.bindTooltip(tip, { direction: 'top', offset: [0, -10] });
     marker.on('click', () => this.#opts.onSelect(entry.incident));
     if (pulse) {
-      const size = 2 * (radius + 6);
-      const icon = L.divIcon({ className: 'incident-pulse', iconSize: [size, size], iconAnchor: [size / 2, size / 2] });
-      const ring = L.marker(at, { icon, pane: PULSE_PANE, interactive: false, keyboard: false });
-      ring.on('add', () => ring.getElement()?.style.setProperty('--pulse-color', color));
-      layers.push(ring);
+      // A circle in the pulse pane's one SVG, not a marker element: Leaflet places each marker
+      // with a 3D transform, which made every ring a composited layer of its own and the fading
+      // pane a map-sized offscreen pass, redrawn by the (software) compositor at every step.
+      layers.push(L.circleMarker(at, { radius: radius + 4.5, color, weight: 3, opacity: 1, fill: false, interactive: false, className: 'incident-pulse', renderer: this.#pulseRenderer }));
     }
     layers.push(marker);
     for (const l of layers) this.#group.addLayer(l);

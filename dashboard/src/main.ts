@@ -1,13 +1,15 @@
 /**
  * Dashboard bootstrap. Nothing but the sign-in screen shows until the gateway accepts a session
- * (`/api/auth/me` on load, or the sign-in form). Signed in, the site, the device list and the
- * live feed (`/ws`) are requested at once; update batches are applied once per animation frame,
- * so a burst of messages costs one redraw. Any 401 later, from the API or as a refused WebSocket
+ * (`/api/auth/me` on load, or the sign-in form). On load, boot.ts has already asked for the
+ * session, the site, the tank thresholds and the live feed (`/ws`, in its worker) before this
+ * bundle runs, and the app takes those over (early.ts). Update batches are applied once per
+ * animation frame, so a burst of messages costs one redraw. Any 401 later, from the API or as a refused WebSocket
  * upgrade, means the session ended: the page goes back to the sign-in screen and says so.
  *
  * Views (`#/map`, `#/overview`, `#/users`, `#/audit`) are listed in `VIEW_MIN_ROLE` below; the
  * comment there says how to add one.
  */
+import type * as L from 'leaflet';
 import type { DeviceUpdate, DeviceView } from '../../protocol/ws.js';
 import {
   ApiError,
@@ -26,10 +28,12 @@ import {
   type User,
 } from './api.js';
 import { AuditView } from './audit.js';
+import { takeEarlyStart, type EarlyStart, type JsonAnswer } from './early.js';
 import { DeviceStore, mergeUpdates } from './devices.js';
 import { byId, h } from './dom.js';
 import { describeError } from './errors.js';
 import { I18n, LANGS, rememberedLang } from './i18n.js';
+import { DEVICES_DRAWN_EVENT } from './device-layer.js';
 import { DeviceMap, gridNames, siteGrids, type DeviceFilter, type LayerStats } from './map.js';
 import { MapTools } from './map-tools.js';
 import { OverviewFeed, OverviewView, type BroadcastsInProgress, type FireDangerToday, type OpenIncidentCounts, type OverviewSources } from './overview.js';
@@ -115,6 +119,8 @@ class Dashboard {
   /** Views fed by the live feed's other messages (incidents, broadcasts); each says if it took one. */
   readonly #messageHandlers: Array<(msg: LiveMessage) => boolean> = [];
   readonly #mapReady = new Set<(map: DeviceMap, site: SiteInfo) => void>();
+  /** What boot.ts started before the app ran (site, tanks, socket): used by the first activation only. */
+  #early: Omit<EarlyStart, 'me'> | null = null;
 
   constructor(i18n: I18n, opts: { onRefused: () => void; role: () => Role | null }) {
     this.#i18n = i18n;
@@ -220,6 +226,12 @@ class Dashboard {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Hands over what boot.ts started; the next activate() uses it instead of asking again. */
+  adoptEarly(early: Omit<EarlyStart, 'me'> | null): void {
+    if (this.#early && this.#early !== early) this.#early.socket?.conn.close();
+    this.#early = early;
+  }
+
   /**
    * Signed in: request the site, the tanks' thresholds and the live feed at once; draw as they
    * arrive. The devices come with the feed's snapshot; the full REST list (the same 10+ MB for a
@@ -231,8 +243,10 @@ class Dashboard {
     this.#active = true;
     const generation = ++this.#generation;
     performance.mark('gs:activate');
-    const site = this.#site ? Promise.resolve(this.#site) : this.#loadSite(generation);
-    const tanks = fetchDevices({ kind: 'water_tank' }).catch((err: unknown) => {
+    const early = this.#early;
+    this.#early = null;
+    const site = this.#site ? Promise.resolve(this.#site) : this.#loadSite(generation, early?.site);
+    const tanks = fetchDevices({ kind: 'water_tank', sent: early?.tanks }).catch((err: unknown) => {
       if (!(err instanceof ApiError && err.status === 401)) console.warn('GET /api/devices?kind=water_tank failed; default tank thresholds apply', err);
       return null;
     });
@@ -258,6 +272,7 @@ class Dashboard {
         this.#onMessage(msg);
       },
       onRefused: this.#onRefused,
+      early: early?.socket ?? null,
     });
     this.#socket.start();
 
@@ -343,11 +358,11 @@ class Dashboard {
    * Null when the session ended (401; the app shows the sign-in screen) or the dashboard was
    * deactivated meanwhile.
    */
-  async #loadSite(generation: number): Promise<SiteInfo | null> {
+  async #loadSite(generation: number, sent?: Promise<JsonAnswer>): Promise<SiteInfo | null> {
     for (let attempt = 0; generation === this.#generation; attempt++) {
       this.#showLoadStatus(this.#i18n.t('load.loading'));
       try {
-        const site = await fetchSite();
+        const site = await fetchSite(undefined, attempt === 0 ? sent : undefined);
         if (generation === this.#generation) this.#showLoadStatus(null);
         return site;
       } catch (err) {
@@ -577,6 +592,16 @@ class App {
         project: (lat, lon) => this.#dashboard.project(lat, lon),
         onSelect: (incident) => this.#inbox.open(incident),
       });
+      // Starting the audio output costs the page's main thread 20–300 ms: do it when the map is
+      // drawn and the page is idle, not when the first alarm comes in (a stalled map at that moment).
+      const warmAlarm = (e: L.LeafletEvent) => {
+        if ((e as L.LeafletEvent & { devices?: number }).devices === 0) return;
+        map.leaflet.off(DEVICES_DRAWN_EVENT, warmAlarm);
+        const warm = () => this.#incidents.sound.warm();
+        if ('requestIdleCallback' in window) requestIdleCallback(warm, { timeout: 10_000 });
+        else setTimeout(warm, 1000);
+      };
+      map.leaflet.on(DEVICES_DRAWN_EVENT, warmAlarm);
     });
     const openCounts = new OverviewFeed<OpenIncidentCounts>();
     const dangerToday = new OverviewFeed<FireDangerToday>();
@@ -626,20 +651,29 @@ class App {
     return this.#overview.connect(sources);
   }
 
-  /** On load: signed in already (the cookie) → the app; 401 → the sign-in screen. */
+  /**
+   * On load: signed in already (the cookie) → the app; 401 → the sign-in screen. The first check,
+   * the site, the tanks and the live feed were already started by boot.ts (early.ts).
+   */
   async boot(): Promise<void> {
     document.body.dataset.auth = 'pending';
+    const early = takeEarlyStart();
+    if (early) this.#dashboard.adoptEarly(early);
     for (let attempt = 0; ; attempt++) {
       this.#signIn.showPending(() => this.#i18n.t('auth.checking'));
       try {
-        const user = await fetchMe({ reportUnauthenticated: false });
+        const user = await fetchMe({ reportUnauthenticated: false, sent: attempt === 0 ? early?.me : undefined });
         this.#enter(user, false);
         return;
       } catch (err) {
         if (err instanceof ApiError && err.status === 401) {
+          // No session: what boot.ts started was refused too.
+          this.#dashboard.adoptEarly(null);
           this.#showSignIn(null);
           return;
         }
+        // Not answered: the early requests failed too, or will be stale by the time it answers.
+        this.#dashboard.adoptEarly(null);
         // The gateway is not up yet (or not answering): keep asking, and say so.
         const seconds = Math.min(30, 2 ** Math.min(attempt, 5));
         this.#signIn.showPending(() => this.#i18n.t('auth.checkFailed', { message: describeError(this.#i18n, err), seconds }));

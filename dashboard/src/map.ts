@@ -10,7 +10,7 @@ import type { DeviceKind } from '../../protocol/payloads.js';
 import type { Availability, DeviceView } from '../../protocol/ws.js';
 import type { SiteInfo } from './api.js';
 import { tankLevel, type TankBand } from './devices.js';
-import { DeviceLayer, type LayerDevice, type LayerStats, type MarkerLook, type MarkerShape } from './device-layer.js';
+import { DeviceLayer, type LayerDevices, type LayerStats, type MarkerLook, type MarkerShape } from './device-layer.js';
 import { wgs84ToGcj02 } from './geo/gcj02.js';
 import type { I18n } from './i18n.js';
 
@@ -39,18 +39,21 @@ const OFFLINE_FILL = '#3a4652';
  */
 const OUTLINE_WEIGHT = 1.25;
 
-/** One object per distinct look (a few dozen), so 50,000 devices do not make 50,000 objects. */
-const LOOKS = new Map<string, MarkerLook>();
+/**
+ * One object per distinct look (a few dozen), so 50,000 devices do not make 50,000 objects; found
+ * by kind, status and band without building a key string per device.
+ */
+const LOOKS: Record<DeviceKind, Record<Availability, Partial<Record<TankBand, MarkerLook>>>> = {
+  camera: { online: {}, offline: {}, unknown: {} },
+  voice_pole: { online: {}, offline: {}, unknown: {} },
+  water_tank: { online: {}, offline: {}, unknown: {} },
+};
 
 /** `band` is the tank's level band by its own thresholds (DeviceStore.band); ignored for other kinds. */
 export function markerLook(d: DeviceView, band: TankBand): MarkerLook {
-  const key = `${d.kind}|${d.status}|${d.kind === 'water_tank' ? band : ''}`;
-  let look = LOOKS.get(key);
-  if (!look) {
-    look = makeLook(d, band);
-    LOOKS.set(key, look);
-  }
-  return look;
+  const looks = LOOKS[d.kind][d.status];
+  const key: TankBand = d.kind === 'water_tank' ? band : 'none';
+  return (looks[key] ??= makeLook(d, band));
 }
 
 function makeLook(d: DeviceView, band: TankBand): MarkerLook {
@@ -200,6 +203,8 @@ export class DeviceMap {
   readonly #opts: DeviceMapOptions;
   readonly #layer: DeviceLayer;
   readonly #toDisplay: (lat: number, lon: number) => L.LatLng;
+  /** Positions are shifted to GCJ-02 for display (GCJ-02 tiles). */
+  readonly #shift: boolean;
   readonly #hoverTooltip: L.Tooltip;
   #siteBounds: L.LatLngBounds | null = null;
   /** The devices' extent (display coordinates), for a site without a GeoJSON outline. */
@@ -214,6 +219,7 @@ export class DeviceMap {
     const { site } = options;
     // GCJ-02 shifting is only for lining up with GCJ-02 tiles; with no tiles, WGS-84 is drawn as is.
     const shift = site.map.tileUrl !== null && site.map.tileCrs === 'gcj02';
+    this.#shift = shift;
     this.#toDisplay = shift
       ? (lat, lon) => {
           const g = wgs84ToGcj02(lat, lon);
@@ -266,21 +272,36 @@ export class DeviceMap {
 
   /** Replaces the device set (a snapshot). */
   setDevices(devices: Iterable<DeviceView>): void {
-    const list: LayerDevice[] = [];
+    const all = Array.isArray(devices) ? (devices as DeviceView[]) : [...devices];
+    const n = all.length;
+    const columns: LayerDevices = { ids: new Array<string>(n), lat: new Float64Array(n), lng: new Float64Array(n), rank: new Uint8Array(n), looks: new Array<MarkerLook>(n), visible: new Uint8Array(n) };
+    const ids = columns.ids as string[];
+    const looks = columns.looks as MarkerLook[];
     let south = Infinity;
     let west = Infinity;
     let north = -Infinity;
     let east = -Infinity;
-    for (const d of devices) {
-      const { lat, lng } = this.#display(d);
+    const shift = this.#shift;
+    const filter = this.#filter;
+    for (let k = 0; k < n; k++) {
+      const d = all[k]!;
+      let lat = d.lat;
+      let lng = d.lon;
+      if (shift) ({ lat, lng } = this.#display(d));
       if (lat < south) south = lat;
       if (lat > north) north = lat;
       if (lng < west) west = lng;
       if (lng > east) east = lng;
-      list.push({ id: d.id, lat, lng, rank: KIND_RANK[d.kind], look: markerLook(d, this.#opts.band(d)), visible: this.#filter === null || passes(this.#filter, d) });
+      ids[k] = d.id;
+      columns.lat[k] = lat;
+      columns.lng[k] = lng;
+      columns.rank[k] = KIND_RANK[d.kind];
+      // The band (thresholds) matters for tanks only: a lookup per camera is 50,000 wasted ones.
+      looks[k] = markerLook(d, d.kind === 'water_tank' ? this.#opts.band(d) : 'none');
+      columns.visible[k] = filter === null || passes(filter, d) ? 1 : 0;
     }
-    this.#deviceBounds = list.length > 0 ? L.latLngBounds([south, west], [north, east]) : null;
-    this.#layer.setDevices(list);
+    this.#deviceBounds = n > 0 ? L.latLngBounds([south, west], [north, east]) : null;
+    this.#layer.setDevices(columns);
     if (this.#hovered !== null && !this.#opts.lookup(this.#hovered)) this.#hover(null);
   }
 
@@ -299,7 +320,7 @@ export class DeviceMap {
   updateDevices(devices: Iterable<DeviceView>): void {
     const filter = this.#filter;
     for (const d of devices) {
-      this.#layer.setLook(d.id, markerLook(d, this.#opts.band(d)));
+      this.#layer.setLook(d.id, markerLook(d, d.kind === 'water_tank' ? this.#opts.band(d) : 'none'));
       if (filter) this.#layer.setVisible(d.id, passes(filter, d));
       if (d.id === this.#hovered) this.#hoverTooltip.setContent(this.#tooltipContent(d));
     }

@@ -3,11 +3,12 @@
  * (fleet counts, the selected device's card, low tanks, legend). Device names and other data are
  * always set with textContent; nothing from the gateway is parsed as HTML.
  */
-import type { StorageStatus, TelemetryValue, DeviceView } from '../../protocol/ws.js';
+import type { DeviceKind } from '../../protocol/payloads.js';
+import type { Availability, StorageStatus, TelemetryValue, DeviceView } from '../../protocol/ws.js';
 import type { ConnState } from './api.js';
 import { DeviceChart, FIELD_FORMAT } from './chart.js';
 import { KINDS, STATUSES, TANK_CRITICAL_PERCENT, TANK_LOW_PERCENT, numericValue, tankLevel, type DeviceStore } from './devices.js';
-import { h, type Child } from './dom.js';
+import { FrameThrottle, h, setText, type Child } from './dom.js';
 import type { I18n, MessageKey } from './i18n.js';
 import { KIND_STYLE, STATUS_STROKE, TANK_BAND_COLOR } from './map.js';
 import type { Role } from './roles.js';
@@ -68,6 +69,18 @@ interface OpenCard {
 
 const LOW_TANKS_SHOWN = 8;
 
+/** A row of the counts table and its figure cells. */
+interface CountRow {
+  row: HTMLElement;
+  total: HTMLElement;
+  byStatus: Record<Availability, HTMLElement>;
+}
+
+/** Sets `data-<key>` only when it differs: an equal write still restyles the element. */
+function setData(el: HTMLElement, key: string, value: string): void {
+  if (el.dataset[key] !== value) el.dataset[key] = value;
+}
+
 export class Panel {
   readonly #el: PanelElements;
   readonly #i18n: I18n;
@@ -87,6 +100,11 @@ export class Panel {
     this.#lowTankNote,
   );
   #lowTankRows = new Map<string, HTMLLIElement>();
+  readonly #countRows = new Map<DeviceKind, CountRow>();
+  readonly #figuresSoon = new FrameThrottle(() => {
+    this.#updateCounts();
+    this.#renderLowTanks();
+  }, 250);
   readonly #legendSection = h('section', { class: 'legend' });
   #conn: { state: ConnState; attempt: number } = { state: 'connecting', attempt: 0 };
   #storage: StorageStatus | null = null;
@@ -142,8 +160,12 @@ export class Panel {
 
   /** After a snapshot or an update batch: counts, low tanks, and the card if its device changed. */
   devicesChanged(changed: readonly DeviceView[] | 'all'): void {
-    this.#renderCounts();
-    this.#renderLowTanks();
+    if (changed === 'all') {
+      this.#figuresSoon.run();
+    } else {
+      // Counts and low tanks at most 4 times a second: a second of 1,000 changes is no more to read.
+      this.#figuresSoon.request();
+    }
     const card = this.#card;
     if (!card) return;
     // A snapshot may change what the device is (or drop it), so the card is rebuilt, not just refilled.
@@ -192,9 +214,9 @@ export class Panel {
 
   // ---- counts -------------------------------------------------------------------------------
 
+  /** The table with its labels (language); the figures are #updateCounts' to fill. */
   #renderCounts(): void {
     const t = this.#i18n.t.bind(this.#i18n);
-    const counts = this.#store.counts();
     const head = h(
       'tr',
       {},
@@ -202,27 +224,42 @@ export class Panel {
       h('th', { scope: 'col', class: 'num' }, t('counts.total')),
       ...STATUSES.map((s) => h('th', { scope: 'col', class: `num status-${s}` }, t(`status.${s}`))),
     );
+    this.#countRows.clear();
     const rows = KINDS.map((kind) => {
-      const c = counts[kind];
       const style = KIND_STYLE[kind];
-      return h(
+      const total = h('td', { class: 'num total' });
+      const cell = (s: Availability) => h('td', { class: `num status-${s}`, 'data-status': s });
+      const byStatus: CountRow['byStatus'] = { online: cell('online'), offline: cell('offline'), unknown: cell('unknown') };
+      const row = h(
         'tr',
-        {
-          'data-testid': `count-${kind}`,
-          'data-total': String(c.total),
-          'data-online': String(c.online),
-          'data-offline': String(c.offline),
-          'data-unknown': String(c.unknown),
-        },
+        { 'data-testid': `count-${kind}` },
         h('th', { scope: 'row' }, swatch(style.shape, style.color, STATUS_STROKE.online), t(`kind.${kind}`)),
-        h('td', { class: 'num total' }, String(c.total)),
-        ...STATUSES.map((s) => h('td', { class: `num status-${s}${c[s] > 0 ? '' : ' zero'}`, 'data-status': s }, String(c[s]))),
+        total,
+        ...STATUSES.map((s) => byStatus[s]),
       );
+      this.#countRows.set(kind, { row, total, byStatus });
+      return row;
     });
     this.#countsSection.replaceChildren(
       h('h2', {}, t('counts.title')),
       h('table', { class: 'count-table' }, h('thead', {}, head), h('tbody', {}, ...rows)),
     );
+    this.#updateCounts();
+  }
+
+  /** The figures, written in place where they changed (an update batch changes a few cells). */
+  #updateCounts(): void {
+    const counts = this.#store.counts();
+    for (const [kind, { row, total, byStatus }] of this.#countRows) {
+      const c = counts[kind];
+      setData(row, 'total', String(c.total));
+      setText(total, String(c.total));
+      for (const s of STATUSES) {
+        setData(row, s, String(c[s]));
+        setText(byStatus[s], String(c[s]));
+        byStatus[s].classList.toggle('zero', c[s] === 0);
+      }
+    }
   }
 
   // ---- low tanks ----------------------------------------------------------------------------
@@ -237,24 +274,28 @@ export class Panel {
     low.sort((a, b) => a.level - b.level);
     const shown = low.slice(0, LOW_TANKS_SHOWN);
     // Rows are reused per tank: the list refreshes with every update batch, and a button replaced
-    // between mousedown and mouseup would swallow the operator's click.
+    // between mousedown and mouseup would swallow the operator's click. Only what changed is
+    // written, and the list is rearranged only when its order did.
     const rows = new Map<string, HTMLLIElement>();
     for (const { d, level } of shown) {
       const li = this.#lowTankRows.get(d.id) ?? this.#lowTankRow(d.id);
       const button = li.firstElementChild as HTMLButtonElement;
-      button.className = `low-tank band-${this.#store.band(d)}`;
+      const className = `low-tank band-${this.#store.band(d)}`;
+      if (button.className !== className) button.className = className;
       const [nameEl, levelEl] = button.children;
-      if (nameEl) nameEl.textContent = d.name;
-      if (levelEl) levelEl.textContent = formatPercent(level);
+      if (nameEl instanceof HTMLElement) setText(nameEl, d.name);
+      if (levelEl instanceof HTMLElement) setText(levelEl, formatPercent(level));
       rows.set(d.id, li);
     }
     this.#lowTankRows = rows;
-    this.#lowTankList.replaceChildren(...rows.values());
-    this.#lowTankBadge.textContent = String(low.length);
-    this.#lowTankTitle.textContent = t('lowTanks.title');
-    this.#lowTankNote.textContent =
-      low.length === 0 ? t('lowTanks.none') : low.length > shown.length ? t('lowTanks.more', { count: low.length - shown.length }) : '';
-    this.#lowTankNote.hidden = this.#lowTankNote.textContent === '';
+    const list = this.#lowTankList;
+    const inOrder = list.children.length === rows.size && [...rows.values()].every((li, k) => list.children[k] === li);
+    if (!inOrder) list.replaceChildren(...rows.values());
+    setText(this.#lowTankBadge, String(low.length));
+    setText(this.#lowTankTitle, t('lowTanks.title'));
+    const note = low.length === 0 ? t('lowTanks.none') : low.length > shown.length ? t('lowTanks.more', { count: low.length - shown.length }) : '';
+    setText(this.#lowTankNote, note);
+    if (this.#lowTankNote.hidden !== (note === '')) this.#lowTankNote.hidden = note === '';
   }
 
   #lowTankRow(id: string): HTMLLIElement {

@@ -12,6 +12,7 @@ import { resolveConfig } from '../../config/load.js';
 import { parseLedgerCsv } from '../../config/ledger.js';
 import { decodeDeviceSnapshot } from '../../dashboard/src/device-snapshot.js';
 import { frameText, parseServerMessage } from '../../dashboard/src/api.js';
+import { binaryFrame, packSnapshotColumns } from '../../dashboard/src/feed-connection.js';
 import { Bus } from '../../gateway/src/bus.js';
 import { createMetrics } from '../../gateway/src/metrics.js';
 import { deviceSnapshot, DeviceSnapshotEncoder } from '../../gateway/src/push/device-snapshot.js';
@@ -78,6 +79,23 @@ describe('device snapshot columns', () => {
     const rows = fleet(2000);
     expect(rows.some((d) => d.lastSeen === null) && rows.some((d) => Object.keys(d.values).length === 0)).toBe(true);
     expect(roundTrip(rows)).toEqual(rows);
+  });
+
+  it('decode the same after the feed worker packs their number columns into Float64Arrays', () => {
+    const rows = fleet(3000);
+    const bytes = new DeviceSnapshotEncoder().encode(rows);
+    const frame = binaryFrame(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    if (frame.kind !== 'json') throw new Error(`snapshot frame read as ${frame.kind}`);
+    const moved = packSnapshotColumns(frame.value);
+    // Number columns went into buffers that move to the page instead of being copied.
+    expect(moved.length).toBeGreaterThan(3);
+    const packed = (v: unknown): boolean => v instanceof Float64Array || (typeof v === 'object' && v !== null && Object.values(v).some(packed));
+    expect(packed(frame.value)).toBe(true);
+    expect(decodeDeviceSnapshot(frame.value)).toEqual(rows);
+    // A small fleet is left as it came (not worth the packing).
+    const small = binaryFrame(new Uint8Array(new DeviceSnapshotEncoder().encode(fleet(10))).buffer);
+    if (small.kind !== 'json') throw new Error('small snapshot not read as JSON');
+    expect(packSnapshotColumns(small.value)).toEqual([]);
   });
 
   it('are the text of the documented message shape, and smaller than one object per device', () => {
