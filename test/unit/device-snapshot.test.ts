@@ -84,7 +84,7 @@ describe('device snapshot columns', () => {
   it('decode the same after the feed worker packs their number columns into Float64Arrays', () => {
     const rows = fleet(3000);
     const bytes = new DeviceSnapshotEncoder().encode(rows);
-    const frame = binaryFrame(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+    const frame = binaryFrame(new Uint8Array(bytes).buffer);
     if (frame.kind !== 'json') throw new Error(`snapshot frame read as ${frame.kind}`);
     const moved = packSnapshotColumns(frame.value);
     // Number columns went into buffers that move to the page instead of being copied.

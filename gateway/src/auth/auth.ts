@@ -29,6 +29,9 @@ export interface AuthContext {
   now?: () => number;
 }
 
+/** Expired sessions are deleted at start and then by the first sign-in of each hour. */
+const PURGE_EVERY_MS = 3600_000;
+
 const hashToken = (token: string) => createHash('sha256').update(token).digest('base64url');
 
 /** Whether a user may do what needs `role` (ranks: viewer < grid worker < duty officer < admin). */
@@ -45,6 +48,8 @@ export class AuthService {
   readonly #addressFailures: FailureLimiter;
   // A dummy hash, so an unknown username costs the same scrypt as a wrong password.
   #dummyHash: string | undefined;
+  /** When expired sessions were last deleted (at start, then on a sign-in at most once an hour). */
+  #lastPurge = Number.NEGATIVE_INFINITY;
 
   constructor(ctx: AuthContext) {
     this.#ctx = ctx;
@@ -72,6 +77,7 @@ export class AuthService {
       this.#ctx.log.info({ username: user.username, role: user.role }, 'user created from config');
     }
     this.#dummyHash = this.#ctx.config.users[0]?.passwordHash;
+    this.#purgeNow();
   }
 
   async login(username: string, password: string, address: string): Promise<LoginResult | LoginFailure> {
@@ -90,6 +96,8 @@ export class AuthService {
     const token = randomBytes(32).toString('base64url');
     const expiresAt = now + this.#ctx.config.sessionHours * 3600_000;
     store.createSession({ tokenHash: hashToken(token), userId: record.id, createdAt: now, expiresAt });
+    // Each sign-in leaves a row behind when it expires; without this the table only grows.
+    if (now - this.#lastPurge >= PURGE_EVERY_MS) this.#purgeNow();
     store.audit({ ts: now, actor: record.username, action: 'auth.login', subject: null, detail: { address } });
     const { passwordHash: _omit, ...user } = record;
     return { user, token, expiresAt };
@@ -109,7 +117,19 @@ export class AuthService {
     this.#ctx.store.audit({ ts: this.#now(), actor: user.username, action: 'auth.logout', subject: null, detail: {} });
   }
 
+  /** Deletes every expired session now; returns how many. */
   purgeExpired(): number {
-    return this.#ctx.store.purgeExpiredSessions(this.#now());
+    this.#lastPurge = this.#now();
+    return this.#ctx.store.purgeExpiredSessions(this.#lastPurge);
+  }
+
+  /** purgeExpired for housekeeping: a failure (the store down) is logged, never thrown at a sign-in. */
+  #purgeNow(): void {
+    try {
+      const purged = this.purgeExpired();
+      if (purged > 0) this.#ctx.log.info({ purged }, 'expired sessions deleted');
+    } catch (err) {
+      this.#ctx.log.warn({ err }, 'could not delete expired sessions; trying again at a later sign-in');
+    }
   }
 }
