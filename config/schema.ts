@@ -511,6 +511,32 @@ export const GatewayConfig = Type.Object(
       },
       { ...strict, default: {} },
     ),
+    /**
+     * Several instances on one PostgreSQL store (store.kind postgres): the work that must happen
+     * once (incident correlation and escalation, offline checks) runs on the instance holding a
+     * PostgreSQL advisory lock, the leader; docs/architecture.md, docs/operations.md. Ignored
+     * with SQLite (one gateway, always the leader).
+     */
+    cluster: Type.Object(
+      {
+        /** How often every instance tries to take the lease (and the leader confirms it holds it). */
+        leaseIntervalMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000 }),
+        /**
+         * A leader that has not heard its lease connection answer for this long stops leading; the
+         * server ends that silent session (and frees the lock) a second later. Covers a silent
+         * network; a dead process frees the lock at once. Longer than the store's callTimeoutMs, so
+         * one slow store call does not hand leadership over.
+         */
+        leaseTtlMs: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000 }),
+        /** Advisory lock key; default derived from site.id, so sites sharing a database each have a leader. */
+        leaseKey: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 31 - 1 })),
+        /** An incident decision taken on a follower waits this long for the leader, then answers 503 NO_LEADER. */
+        actionTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 5000 }),
+        /** The leader reads the signal queue this often besides on NOTIFY (a lost notification waits at most this). */
+        queuePollMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 2000 }),
+      },
+      { ...strict, default: {} },
+    ),
     auth: Type.Object(
       {
         /** A login lasts this long (a duty shift plus handover), then the user signs in again. */

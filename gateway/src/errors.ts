@@ -25,6 +25,7 @@ export const ERRORS = {
   BROADCAST_ENDED: { status: 409, message: 'the broadcast has already ended' },
   BROADCAST_NOTHING_TO_RETRY: { status: 409, message: 'no pole of the broadcast’s last run missed it' },
   INCIDENT_NOT_FOUND: { status: 404, message: 'no such incident (or it is outside your grids)' },
+  NO_LEADER: { status: 503, message: 'no gateway instance applied the decision in time (a leader is being chosen); try again in a few seconds' },
   INCIDENT_STATE: { status: 409, message: 'the incident is not in a state that allows this' },
   REASON_REQUIRED: { status: 400, message: 'this decision needs a reason' },
   VIDEO_NO_STREAM: { status: 409, message: 'the camera has no stream address in the ledger (rtsp_url or onvif_url)' },

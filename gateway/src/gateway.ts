@@ -25,6 +25,7 @@ import { EmbeddedBroker } from './broker/broker.js';
 import { ExternalBroker } from './broker/external.js';
 import type { GatewayBroker } from './broker/types.js';
 import { ClusterFanout } from './cluster/fanout.js';
+import { ClusterLeadership } from './cluster/leadership.js';
 import { openStore } from './store/open.js';
 import { Bus } from './bus.js';
 import { buildHttp } from './http/server.js';
@@ -58,6 +59,8 @@ export interface Gateway {
   readonly broadcasts: BroadcastService;
   /** Live video relay, alarm snapshots and PTZ (docs/video.md). */
   readonly video: VideoService;
+  /** With the PostgreSQL store: the lease and the queue to the leader (cluster/leadership.ts); else undefined. */
+  readonly leadership: ClusterLeadership | undefined;
   start(): Promise<void>;
   stop(): Promise<void>;
   /**
@@ -96,12 +99,35 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
   const broker: GatewayBroker = external ?? new EmbeddedBroker({ config: gw, log: brokerLog, metrics, ingest, durability: storage.writer, devices: registry });
   const fanout =
     external && gw.mqtt.external.fanout
-      ? new ClusterFanout({ config: gw, log: log.child({ module: 'cluster' }), bus, metrics, registry, hub, link: external })
+      ? new ClusterFanout({
+          config: gw,
+          log: log.child({ module: 'cluster' }),
+          bus,
+          metrics,
+          registry,
+          hub,
+          link: external,
+          // The leader's offline clocks follow devices that talk to other instances.
+          onPeerStatus: (id, status) => alerts.rules.observeStatus(id, status),
+        })
       : undefined;
   const store = openStore(gw, log.child({ module: 'store' }));
+  // Several instances on one PostgreSQL store: the lease decides which one makes incident decisions.
+  const leadership =
+    gw.store.kind === 'postgres' ? new ClusterLeadership({ config: gw, siteId: config.site.id, log: log.child({ module: 'leadership' }), metrics, store, registry, hub }) : undefined;
   const auth = new AuthService({ config: gw.auth, store, log: log.child({ module: 'auth' }) });
   const siteMap = SiteMap.fromFile(config.site.geojson, ledger);
-  const alerts = new Alerts({ config, log: log.child({ module: 'alerts' }), bus, metrics, registry, store, siteMap, hub });
+  const alerts = new Alerts({
+    config,
+    log: log.child({ module: 'alerts' }),
+    bus,
+    metrics,
+    registry,
+    store,
+    siteMap,
+    hub,
+    ...(leadership ? { notifiers: [leadership.ringNotifier], offlineChecks: () => leadership.leading } : {}),
+  });
   const sendCommand = async (deviceId: string, command: DeviceCommand): Promise<void> => {
     if (!registry.get(deviceId)) throw new Error(`no device "${deviceId}" in the ledger`);
     const payload = JSON.stringify(command);
@@ -119,7 +145,8 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
     store,
     site: siteMap,
     ledger,
-    hub,
+    // In a cluster its messages reach every instance's dashboards.
+    hub: leadership ? leadership.broadcastHub() : hub,
     sendCommand,
     // Templates speak the fire danger level in force (e.g. fire-danger-warning).
     templateValues: () => fireDangerTemplateValues(alerts.fireDanger.level()),
@@ -142,6 +169,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
     siteMap,
     broadcasts,
     video,
+    leadership,
     broker,
     get mqttPort() {
       return broker.port;
@@ -162,12 +190,17 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       auth.seed();
       registry.start();
       hub.start();
-      alerts.start();
+      // A single gateway leads at once; a cluster instance follows until it holds the lease.
+      alerts.start({ lead: !leadership });
+      if (!leadership) metrics.clusterLeader.set(1);
+      // Before the broker: the first signals already go to the leader, not to this follower's incidents.
+      leadership?.start(alerts);
       await storage.start();
       try {
         await broker.start();
       } catch (err) {
         // A bad credentials file or TLS key material stops the start: undo what already runs.
+        await leadership?.stop();
         alerts.stop();
         hub.stop();
         registry.stop();
@@ -190,6 +223,7 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
         auth,
         store,
         incidents: alerts.incidents,
+        ...(leadership ? { incidentDecisions: leadership } : {}),
         fireDanger: alerts.fireDanger,
         broadcasts,
         video,
@@ -205,6 +239,8 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
       await broker.stop();
       fanout?.stop();
       broadcasts.stop();
+      // Ends the lease session: another instance takes over within one lease interval.
+      await leadership?.stop();
       alerts.stop();
       // Before the HTTP server: viewers are told the gateway is going away and every ffmpeg is stopped.
       await video.stop();

@@ -103,6 +103,23 @@ export function createMetrics() {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    clusterLeader: new Gauge({
+      name: 'gs_cluster_leader',
+      help: '1 while this instance leads (runs incident correlation, escalations and offline checks), else 0; a single SQLite gateway is always 1',
+      registers: [registry],
+    }),
+    clusterLeaderChanges: new Counter({
+      name: 'gs_cluster_leader_changes_total',
+      help: 'Times this instance started (to="leader") or stopped (to="follower") leading',
+      labelNames: ['to'] as const,
+      registers: [registry],
+    }),
+    clusterQueue: new Counter({
+      name: 'gs_cluster_queue_total',
+      help: 'Signals and incident decisions handed to the leader, by kind (signal, action) and outcome (queued, applied, duplicate, refused, dropped, timeout)',
+      labelNames: ['kind', 'outcome'] as const,
+      registers: [registry],
+    }),
     wsClients: new Gauge({ name: 'gs_ws_clients', help: 'Connected dashboard WebSocket clients', registers: [registry] }),
     devicesByStatus: new Gauge({
       name: 'gs_devices',

@@ -151,9 +151,10 @@ describe('gateway processes on one PostgreSQL', () => {
     expect(refused.status).toBe(503);
     expect(await refused.json()).toMatchObject({ code: 'STORE_UNAVAILABLE' });
     const metrics = await (await fetch(`${gateway.httpUrl}/metrics`)).text();
-    expect(Number(/gs_store_errors_total\{operation="incident_escalation"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(3);
-    // One line when the escalation started failing, not one per tick.
-    expect(output.filter((l) => l.includes('incident_escalation failed'))).toHaveLength(1);
+    // Without its database it cannot hold the lease: it stops leading (so it escalates nothing
+    // meanwhile) and takes the lease again when the database is back (test/integration/cluster-outage.test.ts).
+    expect(metrics).toMatch(/^gs_cluster_leader 0$/m);
+    expect(output.filter((l) => l.includes('incident_escalation failed'))).toHaveLength(0);
 
     await server.resume();
     halted = false;

@@ -232,13 +232,14 @@ describe('PostgreSQL store', () => {
     for (const c of children) c.child.stdin!.write('go\n');
     const results = (await Promise.all(children.map((c) => c.line(1)))).map((l) => JSON.parse(l) as { from?: number; to?: number; error?: string });
     expect(results.filter((r) => r.error)).toEqual([]);
-    expect(results.map((r) => `${r.from}->${r.to}`).sort()).toEqual(['0->3', '3->3']);
+    expect(results.map((r) => `${r.from}->${r.to}`).sort()).toEqual(['0->4', '4->4']);
     const check = await server.connect(empty);
     try {
       expect((await check.query('SELECT version, name FROM schema_migrations ORDER BY version')).rows).toEqual([
         { version: 1, name: 'users, sessions, audit' },
         { version: 2, name: 'incidents, signals, timeline, dispatches' },
         { version: 3, name: 'broadcast jobs and per-pole deliveries' },
+        { version: 4, name: 'cluster queue: signals and incident decisions handed to the leader' },
       ]);
     } finally {
       await check.end();

@@ -14,7 +14,7 @@ import type { OperationalStore } from '../store/store.js';
 import { FireDangerService } from './fire-danger.js';
 import { IncidentService } from './incidents.js';
 import { PushNotifier, WebhookNotifier, type Notifier } from './notifiers.js';
-import { AlertRules } from './rules.js';
+import { AlertRules, type Signal } from './rules.js';
 import type { SiteMap } from './site-map.js';
 
 export interface AlertsContext {
@@ -26,8 +26,10 @@ export interface AlertsContext {
   store: OperationalStore;
   siteMap: SiteMap;
   hub: PushHub;
-  /** Extra notifiers (tests). */
+  /** Extra notifiers (tests; the cluster's ring to other instances' dashboards). */
   notifiers?: Notifier[];
+  /** Whether this instance raises device_offline (default always; in a cluster, the leader). */
+  offlineChecks?: () => boolean;
 }
 
 export class Alerts {
@@ -36,6 +38,8 @@ export class Alerts {
   readonly fireDanger: FireDangerService;
   readonly #offAttach: Array<() => void> = [];
   readonly #hub: PushHub;
+  /** Where the rules' signals go: the incident service, or (in a cluster) to the leader. */
+  #route: (signal: Signal) => void = (signal) => this.incidents.handleSignal(signal);
 
   constructor(ctx: AlertsContext) {
     const config = ctx.config.gateway!.alerts;
@@ -71,14 +75,21 @@ export class Alerts {
       bus: ctx.bus,
       metrics: ctx.metrics,
       registry: ctx.registry,
-      onSignal: (signal) => this.incidents.handleSignal(signal),
+      onSignal: (signal) => this.#route(signal),
+      ...(ctx.offlineChecks ? { offlineChecks: ctx.offlineChecks } : {}),
       fireDangerLevel: () => this.fireDanger.level(),
     });
   }
 
-  start(): void {
+  /** Sends the rules' signals to `route` instead of this instance's incident service (cluster/leadership.ts). */
+  routeSignals(route: (signal: Signal) => void): void {
+    this.#route = route;
+  }
+
+  /** `lead: false`: a cluster instance starts as a follower; the lease decides when it leads. */
+  start(opts: { lead?: boolean } = {}): void {
     this.fireDanger.start();
-    this.incidents.start();
+    this.incidents.start(opts);
     this.rules.start();
     this.#offAttach.push(
       this.#hub.onAttach((user, send) => {

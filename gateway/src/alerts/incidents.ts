@@ -126,6 +126,8 @@ export class IncidentService {
   readonly #deviceByGrid = new Map<string, string>();
   readonly #gridNames: Map<string, string>;
   #tick: NodeJS.Timeout | undefined;
+  #leading = false;
+  #gate: () => boolean = () => true;
   readonly #listeners = new Set<(incident: Incident, isNew: boolean) => void>();
   #dayFormat: Intl.DateTimeFormat | undefined;
   readonly #storeErrors: StoreErrorReporter;
@@ -145,25 +147,78 @@ export class IncidentService {
     this.#storeErrors = new StoreErrorReporter({ log: ctx.log, count: (operation) => ctx.metrics.storeErrors.inc({ operation }), now: this.#now });
   }
 
-  start(): void {
-    for (const incident of this.#ctx.store.incidents.open()) this.#index(incident);
-    // Recent false alarms keep absorbing their cameras' repeats across a restart.
-    const windowMs = this.#cfg.correlation.windowSec * 1000;
-    const recent = this.#ctx.store.incidents.list({ status: ['false_alarm'], category: 'fire', from: this.#now() - windowMs - 24 * 3_600_000, limit: 1000, offset: 0 });
-    for (const incident of recent.incidents) this.#index(incident);
-    this.#updateGauge();
-    this.#tick = setInterval(() => this.#onTick(), ESCALATION_TICK_MS);
-    this.#tick.unref();
-    // Overdue escalations from before a restart go out now, not a tick later.
-    this.escalateDue();
+  /**
+   * Takes up the work: loads the open incidents (and recent false alarms) from the store and
+   * starts the escalation tick. A single gateway does it at start; in a cluster the leader does it
+   * when it takes the lease (`lead`), and a follower does not (`{ lead: false }`).
+   */
+  start(opts: { lead?: boolean } = {}): void {
+    if (opts.lead === false) return;
+    this.lead();
   }
 
   stop(): void {
     clearInterval(this.#tick);
+    this.#tick = undefined;
+    this.#leading = false;
+  }
+
+  /** True while this instance does the incident work (always, for a single gateway). */
+  get leading(): boolean {
+    return this.#leading;
+  }
+
+  /**
+   * Takes up the work from the store's state, as a restarted gateway does: open incidents with
+   * their escalation deadlines, overdue escalations at once. `gate` (the lease) is asked before
+   * every tick's work. Throws when the store cannot be read (nothing is taken up then).
+   */
+  lead(gate: () => boolean = () => true): void {
+    this.#clearMemory();
+    try {
+      for (const incident of this.#ctx.store.incidents.open()) this.#index(incident);
+      // Recent false alarms keep absorbing their cameras' repeats across a restart.
+      const windowMs = this.#cfg.correlation.windowSec * 1000;
+      const recent = this.#ctx.store.incidents.list({ status: ['false_alarm'], category: 'fire', from: this.#now() - windowMs - 24 * 3_600_000, limit: 1000, offset: 0 });
+      for (const incident of recent.incidents) this.#index(incident);
+    } catch (err) {
+      this.#clearMemory();
+      throw err;
+    }
+    this.#gate = gate;
+    this.#leading = true;
+    this.#updateGauge();
+    clearInterval(this.#tick);
+    this.#tick = setInterval(() => this.#onTick(), ESCALATION_TICK_MS);
+    this.#tick.unref();
+    // Overdue escalations from before a restart (or a takeover) go out now, not a tick later.
+    this.escalateDue();
+  }
+
+  /**
+   * Stops doing the work (another instance leads now): the tick stops and memory is let go.
+   * Returns the signals kept through a store outage, not yet applied, for the new leader.
+   */
+  follow(): Signal[] {
+    clearInterval(this.#tick);
+    this.#tick = undefined;
+    this.#leading = false;
+    const kept = this.#deferred.splice(0);
+    this.#clearMemory();
+    this.#updateGauge();
+    return kept;
+  }
+
+  #clearMemory(): void {
+    this.#live.clear();
+    this.#waterByTank.clear();
+    this.#deviceByGrid.clear();
+    this.#reload.clear();
   }
 
   /** Every second: what waited for the store first, then due escalations. Never throws. */
   #onTick(): void {
+    if (!this.#gate()) return; // the lease is not confirmed just now: no decision on this tick
     this.#reloadUnsure();
     this.#retryDeferred();
     this.escalateDue();
@@ -171,9 +226,22 @@ export class IncidentService {
 
   // ---- reading ----------------------------------------------------------------------------------
 
-  /** Open incidents a user may see (a grid worker: their grids only). */
+  /**
+   * Open incidents a user may see (a grid worker: their grids only). A follower keeps none in
+   * memory and reads them from the store (the leader's copy is written there first).
+   */
   openFor(user: User): Incident[] {
+    if (!this.#leading) {
+      let open: Incident[] = [];
+      this.#storeErrors.attempt('incident_read', () => void (open = this.#ctx.store.incidents.open()), 'a live view started without the open incidents');
+      return open.filter((i) => canSee(user, i));
+    }
     return Array.from(this.#live.values()).filter((i) => isOpen(i.status) && canSee(user, i));
+  }
+
+  /** The open incidents this instance works on (empty on a cluster follower). */
+  openIncidents(): Incident[] {
+    return Array.from(this.#live.values()).filter((i) => isOpen(i.status));
   }
 
   get(id: string, user: User): IncidentDetail {
@@ -217,6 +285,15 @@ export class IncidentService {
       this.#storeErrors.failed('incident_signal', err, 'signals are kept and handled once the store answers');
       this.#defer(signal);
     }
+  }
+
+  /**
+   * A signal handed over by another instance (cluster/leadership.ts): applied now, or the error
+   * thrown — a store outage included, so the caller keeps it queued.
+   */
+  applySignal(signal: Signal): void {
+    if (!this.#cfg.enabled) return;
+    this.#apply(signal);
   }
 
   #apply(signal: Signal): void {
@@ -482,7 +559,11 @@ export class IncidentService {
 
   // ---- people's decisions -----------------------------------------------------------------------
 
-  act(id: string, action: IncidentAction, user: User, input: { note?: string; reason?: string } = {}): IncidentDetail {
+  /**
+   * A person's decision. `alsoInTransaction` runs inside the decision's transaction (the cluster's
+   * leader marks the queued request done there, so the decision is applied once or not at all).
+   */
+  act(id: string, action: IncidentAction, user: User, input: { note?: string; reason?: string } = {}, alsoInTransaction?: () => void): IncidentDetail {
     const incident = this.#live.get(id) ?? this.#ctx.store.incidents.get(id);
     if (!incident || !canSee(user, incident)) throw new ApiError('INCIDENT_NOT_FOUND', `no incident "${id}"`);
     const now = this.#now();
@@ -493,7 +574,7 @@ export class IncidentService {
       if (user.role !== 'duty_officer' && user.role !== 'admin') throw new ApiError('FORBIDDEN', 'only duty officers can escalate');
       if (!isOpen(incident.status)) throw state('it is already closed');
       if (incident.level === 'district') throw state('it is already at the district level');
-      this.#escalate(incident, who, input.reason ?? null);
+      this.#escalate(incident, who, input.reason ?? null, alsoInTransaction);
       return this.get(id, user);
     }
     // The decision, its timeline entry and its audit entry are stored together, or none of them
@@ -540,6 +621,7 @@ export class IncidentService {
           }
         }
         store.audit({ ts: now, actor: who, action: `incident.${action}`, subject: id, detail: { ...input, status: incident.status } });
+        alsoInTransaction?.();
       }),
     );
     this.#index(incident);
@@ -569,7 +651,9 @@ export class IncidentService {
       this.#change(incident, () =>
         store.transaction(() => {
           incident.updatedAt = now;
-          store.incidents.update(incident);
+          // A cluster follower adds the timeline entry only: rewriting the row from its copy could
+          // undo a change the leader just made (the leader owns the incident's row).
+          if (this.#leading) store.incidents.update(incident);
           this.#timeline(incident, now, user.username, 'photo', { photo: name, bytes: data.length, ...(note ? { note } : {}) });
           store.audit({ ts: now, actor: user.username, action: 'incident.photo', subject: id, detail: { photo: name, bytes: data.length } });
         }),
@@ -702,7 +786,7 @@ export class IncidentService {
     if (tried && !failed) this.#storeErrors.succeeded('incident_escalation');
   }
 
-  #escalate(incident: Incident, who: string, reason: string | null): void {
+  #escalate(incident: Incident, who: string, reason: string | null, alsoInTransaction?: () => void): void {
     const now = this.#now();
     const from = incident.level;
     const level = ESCALATION_LEVELS[ESCALATION_LEVELS.indexOf(from) + 1]!;
@@ -722,6 +806,7 @@ export class IncidentService {
         store.incidents.update(incident);
         this.#timeline(incident, now, who, 'escalated', detail);
         store.audit({ ts: now, actor: who, action: 'incident.escalate', subject: incident.id, detail });
+        alsoInTransaction?.();
       });
     });
     if (who === 'system') this.#ctx.metrics.incidentEscalations.inc({ level });

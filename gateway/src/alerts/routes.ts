@@ -11,6 +11,7 @@ import type { RequireRole } from '../http/auth-routes.js';
 import type { OperationalStore } from '../store/store.js';
 import type { FireDangerService } from './fire-danger.js';
 import { ApiError } from '../errors.js';
+import { localDecisions, NoLeaderError, type IncidentDecisions } from './decisions.js';
 import { PHOTO_MAX_BYTES, type IncidentAction, type IncidentService } from './incidents.js';
 
 const IncidentParams = Type.Object({ id: Type.String({ pattern: '^INC-[0-9]{8}-[0-9]{4,}$' }) });
@@ -56,9 +57,10 @@ const FireDangerBody = Type.Object(
 
 export function registerIncidentRoutes(
   app: FastifyInstance,
-  ctx: { incidents: IncidentService; fireDanger: FireDangerService; store: OperationalStore; requireRole: RequireRole },
+  ctx: { incidents: IncidentService; fireDanger: FireDangerService; store: OperationalStore; requireRole: RequireRole; decisions?: IncidentDecisions },
 ): void {
   const { incidents, fireDanger, requireRole } = ctx;
+  const decisions = ctx.decisions ?? localDecisions(incidents);
   const tags = ['incidents'];
 
   app.get('/api/fire-danger', { preHandler: requireRole('viewer'), schema: { tags: ['fire danger'], summary: "Today's fire danger level, the weather behind it and 30 days of history" } }, async () =>
@@ -140,7 +142,15 @@ export function registerIncidentRoutes(
     app.post<{ Params: Static<typeof IncidentParams>; Body: { note?: string; reason?: string } }>(
       `/api/incidents/:id/${a.path}`,
       { preHandler: requireRole(a.role), schema: { tags, summary: a.summary, params: IncidentParams, body: a.body } },
-      async (req) => incidents.act(req.params.id, a.action, req.user!, req.body ?? {}),
+      async (req, reply) => {
+        try {
+          return await decisions.act(req.params.id, a.action, req.user!, req.body ?? {});
+        } catch (err) {
+          // In a cluster: no instance leads just now (a failover takes a few seconds).
+          if (err instanceof NoLeaderError) return reply.status(err.status).header('retry-after', '2').send({ code: err.code, message: err.message });
+          throw err;
+        }
+      },
     );
   }
 }

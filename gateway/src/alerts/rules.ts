@@ -42,6 +42,11 @@ export interface RulesContext {
   metrics: Metrics;
   registry: DeviceRegistry;
   onSignal: (signal: Signal) => void;
+  /**
+   * Whether this instance raises device_offline (default: always). In a cluster only the leader
+   * does; every instance keeps the clocks, so a new leader knows how long a device has been dark.
+   */
+  offlineChecks?: () => boolean;
   /** Today's fire danger level 1..5, if known: at 4 and 5 cameras alarm at a lower confidence. */
   fireDangerLevel?: () => number | null;
   now?: () => number;
@@ -212,6 +217,23 @@ export class AlertRules {
 
   // ---- availability -------------------------------------------------------------------------------
 
+  /**
+   * A device's availability as another instance saw it (cluster fan-out: those changes do not
+   * reach this instance's bus), so the offline clocks run on every instance.
+   */
+  observeStatus(deviceId: string, status: 'online' | 'offline' | 'unknown'): void {
+    this.#onStatus(deviceId, status);
+  }
+
+  /** Devices whose device_offline a previous leader raised already (they are in an open incident): not again. */
+  markOfflineRaised(deviceIds: Iterable<string>): void {
+    for (const id of deviceIds) {
+      const entry = this.#offline.get(id);
+      if (entry) entry.raised = true;
+      else if (this.#ctx.registry.view(id)?.status === 'offline') this.#offline.set(id, { since: this.#now(), raised: true });
+    }
+  }
+
   #onStatus(deviceId: string, status: 'online' | 'offline' | 'unknown'): void {
     if (status === 'offline') {
       if (!this.#offline.has(deviceId)) this.#offline.set(deviceId, { since: this.#now(), raised: false });
@@ -232,6 +254,7 @@ export class AlertRules {
 
   /** Raises device_offline for devices offline past their kind's threshold. Runs every 5 s. */
   sweep(): void {
+    if (this.#ctx.offlineChecks && !this.#ctx.offlineChecks()) return;
     const now = this.#now();
     const limits = this.#ctx.config.offline;
     for (const [deviceId, entry] of this.#offline) {

@@ -66,6 +66,11 @@ export interface FanoutContext {
   link: ClusterLink;
   /** Full snapshot period (default 60 s). */
   snapshotIntervalMs?: number;
+  /**
+   * A device's availability changed here through another instance's update (the alert rules'
+   * offline clocks follow it: peers' updates do not reach this instance's bus).
+   */
+  onPeerStatus?: (deviceId: string, status: 'online' | 'offline' | 'unknown') => void;
 }
 
 export class ClusterFanout {
@@ -177,6 +182,7 @@ export class ClusterFanout {
       const changed = registry.applyPeerUpdate(update as DeviceUpdate, message.kind);
       metrics.clusterDeviceUpdates.inc({ result: changed ? 'applied' : 'ignored' });
       if (!changed) continue;
+      if (changed.status) this.#ctx.onPeerStatus?.(changed.id, changed.status);
       const prev = this.#incoming.get(changed.id);
       this.#incoming.set(changed.id, prev ? { ...prev, ...changed } : changed);
     }

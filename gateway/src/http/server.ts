@@ -24,6 +24,7 @@ import type { GatewayBroker } from '../broker/types.js';
 import type { AuthService } from '../auth/auth.js';
 import type { OperationalStore } from '../store/store.js';
 import type { FireDangerService } from '../alerts/fire-danger.js';
+import type { IncidentDecisions } from '../alerts/decisions.js';
 import type { IncidentService } from '../alerts/incidents.js';
 import { registerIncidentRoutes } from '../alerts/routes.js';
 import type { BroadcastService } from '../broadcast/service.js';
@@ -66,6 +67,8 @@ export interface HttpContext {
   auth: AuthService;
   store: OperationalStore;
   incidents: IncidentService;
+  /** Who applies incident decisions: default this instance; in a cluster, the leader. */
+  incidentDecisions?: IncidentDecisions;
   fireDanger: FireDangerService;
   broadcasts: BroadcastService;
   video: VideoService;
@@ -248,7 +251,7 @@ export async function buildHttp(ctx: HttpContext) {
     },
   );
 
-  registerIncidentRoutes(app, { incidents: ctx.incidents, fireDanger: ctx.fireDanger, store: ctx.store, requireRole });
+  registerIncidentRoutes(app, { incidents: ctx.incidents, fireDanger: ctx.fireDanger, store: ctx.store, requireRole, ...(ctx.incidentDecisions ? { decisions: ctx.incidentDecisions } : {}) });
   registerBroadcastRoutes(app, { broadcasts: ctx.broadcasts, requireRole });
   registerVideoRoutes(app, { video: ctx.video, incidents: ctx.incidents, store: ctx.store, requireRole });
 

@@ -150,12 +150,43 @@ const PG_SQL: Record<number, string> = {
   `,
 };
 
-/** SQLite's migrations, each with its PostgreSQL SQL: a version SQLite has and PostgreSQL lacks fails at load. */
-export const PG_MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = MIGRATIONS.map((m) => {
-  const sql = PG_SQL[m.version];
-  if (sql === undefined) throw new Error(`migration ${m.version} (${m.name}) has no PostgreSQL version in postgres-migrations.ts`);
-  return { version: m.version, name: m.name, sql };
-});
+/**
+ * Migrations only PostgreSQL has, numbered after SQLite's: what only several instances need (the
+ * cluster's queue to its leader, cluster/leadership.ts). A SQLite gateway is alone and never
+ * needs them; a migration both stores need again takes the next number in both.
+ */
+const PG_ONLY: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  {
+    version: 4,
+    name: 'cluster queue: signals and incident decisions handed to the leader',
+    sql: `
+      CREATE TABLE cluster_signals (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        body JSONB NOT NULL,
+        done_at BIGINT,
+        result JSONB
+      );
+      CREATE INDEX cluster_signals_pending ON cluster_signals (id) WHERE done_at IS NULL;
+      CREATE INDEX cluster_signals_done ON cluster_signals (done_at) WHERE done_at IS NOT NULL;
+      CREATE INDEX incident_signals_device ON incident_signals (device_id, ts);
+    `,
+  },
+];
+
+/** SQLite's migrations, each with its PostgreSQL SQL (a version SQLite has and PostgreSQL lacks fails at load), then PostgreSQL's own. */
+export const PG_MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  ...MIGRATIONS.map((m) => {
+    const sql = PG_SQL[m.version];
+    if (sql === undefined) throw new Error(`migration ${m.version} (${m.name}) has no PostgreSQL version in postgres-migrations.ts`);
+    return { version: m.version, name: m.name, sql };
+  }),
+  ...PG_ONLY,
+];
+
+export const LATEST_PG_SCHEMA_VERSION = PG_MIGRATIONS.at(-1)?.version ?? 0;
 
 /** pg_advisory_xact_lock key of schema upgrades ("GSMIG"). */
 const MIGRATION_LOCK = 0x47534d4947;
@@ -168,7 +199,7 @@ export function migratePostgres(pg: PgBridge, timeoutMs: number): { from: number
     pg.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK], timeoutMs);
     pg.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)', timeoutMs);
     const current = pg.query<{ v: number | null }>('SELECT MAX(version) AS v FROM schema_migrations', [], timeoutMs).rows[0]?.v ?? 0;
-    refuseNewerSchema(current);
+    refuseNewerSchema(current, LATEST_PG_SCHEMA_VERSION);
     let to = current;
     for (const m of PG_MIGRATIONS) {
       if (m.version <= current) continue;

@@ -10,6 +10,7 @@
  * transaction: everything after it in the transaction fails, and so does its commit.
  */
 import type { Logger } from 'pino';
+import { PostgresClusterQueue } from './cluster.js';
 import { PgBridge } from './pg-bridge.js';
 import { migratePostgres } from './postgres-migrations.js';
 import { PostgresBroadcastStore } from './postgres-broadcasts.js';
@@ -58,6 +59,7 @@ export class PostgresStore implements OperationalStore {
   readonly #sql: PgSql;
   readonly incidents: PostgresIncidentStore;
   readonly broadcasts: PostgresBroadcastStore;
+  readonly cluster: PostgresClusterQueue;
   /** Depth of transaction() calls in progress: 0 outside, 1 in BEGIN … COMMIT, more in savepoints. */
   #depth = 0;
 
@@ -82,6 +84,7 @@ export class PostgresStore implements OperationalStore {
     this.#sql = new PgSql(this.#pg);
     this.incidents = new PostgresIncidentStore(this.#sql);
     this.broadcasts = new PostgresBroadcastStore(this.#sql);
+    this.cluster = new PostgresClusterQueue(this.#sql);
   }
 
   ping(): boolean {

@@ -4,6 +4,7 @@
  * state.
  */
 import type { BroadcastStore } from './broadcasts.js';
+import type { ClusterQueue } from './cluster.js';
 import type { IncidentStore } from './incidents.js';
 
 export const ROLES = ['viewer', 'grid_worker', 'duty_officer', 'admin'] as const;
@@ -83,6 +84,8 @@ export interface OperationalStore {
   // capabilities
   readonly incidents: IncidentStore;
   readonly broadcasts: BroadcastStore;
+  /** The queue to the cluster's leader: PostgreSQL only (a SQLite gateway is alone). */
+  readonly cluster?: ClusterQueue;
   /** True when the store answers a trivial query (readiness). */
   ping(): boolean;
   /** Runs fn atomically (all of it or none) across every part of the store. */
