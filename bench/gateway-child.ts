@@ -49,10 +49,11 @@ if (gcOut) {
     if (lines) appendFileSync(gcOut, `${lines}\n`);
   }).observe({ entryTypes: ['gc'] });
 }
-// GS_BENCH_HEAP_SAMPLE=<file>:<delay s>:<seconds>[:survivors]: a sampling heap profile of every
-// allocation over that window (collected ones included), written as a .heapprofile (Chrome
+// GS_BENCH_HEAP_SAMPLE=<file>:<delay s>:<seconds>[:survivors|retained]: a sampling heap profile of
+// every allocation over that window (collected ones included), written as a .heapprofile (Chrome
 // DevTools); with `survivors`, only what outlived its first young-generation GC (what makes
-// scavenges long and gets promoted).
+// scavenges long and gets promoted); with `retained`, only what is still alive when the window
+// ends (what a leak looks like: the allocation sites that keep memory).
 const heapSample = process.env.GS_BENCH_HEAP_SAMPLE;
 if (heapSample) {
   const [file, delayS, seconds, which] = heapSample.split(':');
@@ -62,7 +63,7 @@ if (heapSample) {
   const post = (method: string, params?: object) =>
     new Promise<unknown>((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
   setTimeout(() => {
-    void post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: which !== 'survivors' }).then(() =>
+    void post('HeapProfiler.startSampling', { samplingInterval: 16384, includeObjectsCollectedByMajorGC: which !== 'retained', includeObjectsCollectedByMinorGC: which !== 'survivors' && which !== 'retained' }).then(() =>
       setTimeout(() => {
         void post('HeapProfiler.stopSampling').then((res) => {
           appendFileSync(file!, JSON.stringify((res as { profile: unknown }).profile));

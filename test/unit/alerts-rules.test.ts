@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { resolveConfig } from '../../config/load.js';
 import { loadLedger, type LedgerDevice } from '../../config/ledger.js';
-import { AlertRules, nextBand, type Signal } from '../../gateway/src/alerts/rules.js';
+import { AlertRules, LevelHistory, nextBand, type Signal } from '../../gateway/src/alerts/rules.js';
 import { Bus } from '../../gateway/src/bus.js';
 import { createLogger } from '../../gateway/src/log.js';
 import { createMetrics } from '../../gateway/src/metrics.js';
@@ -72,6 +72,38 @@ describe('tank levels', () => {
     // Steady again: no more signals, and the all-clear once the rate has settled.
     for (let m = 21; m <= 45; m++) level(40, T0 + m * 60_000);
     expect(kinds().at(-1)).toBe('tank_low:clear');
+  });
+});
+
+describe('the drain-rate history', () => {
+  it('stays within its fixed slots over hours of readings, and always reaches back one window', () => {
+    const windowMs = 10 * 60_000;
+    const h = new LevelHistory(windowMs);
+    expect(h.spacingMs).toBe(37_500);
+    let maxSize = 0;
+    // A reading every 2 s for 3 hours (as the benchmarks' tanks send them).
+    for (let t = 0; t <= 3 * 3600_000; t += 2000) {
+      h.add(T0 + t, 50);
+      maxSize = Math.max(maxSize, h.size);
+      if (t >= windowMs + h.spacingMs) {
+        const back = T0 + t - h.firstTs;
+        expect(back).toBeGreaterThanOrEqual(windowMs);
+        expect(back).toBeLessThan(windowMs + h.spacingMs + 2000);
+      }
+    }
+    expect(maxSize).toBeLessThanOrEqual(LevelHistory.SLOTS);
+  });
+
+  it('keeps 15-s samples for short windows, and the oldest level for the rate', () => {
+    const h = new LevelHistory(2 * 60_000);
+    expect(h.spacingMs).toBe(15_000);
+    expect(Number.isNaN(h.firstTs)).toBe(true);
+    for (let s = 0; s <= 200; s++) h.add(T0 + s * 1000, 100 - s / 10);
+    // 200 s of readings, 120 s window: the oldest kept sample is 120–135 s back.
+    expect(T0 + 200_000 - h.firstTs).toBeGreaterThanOrEqual(120_000);
+    expect(T0 + 200_000 - h.firstTs).toBeLessThan(135_000);
+    expect(h.firstLevel).toBeCloseTo(100 - (h.firstTs - T0) / 10_000, 6);
+    expect(h.size).toBeLessThanOrEqual(LevelHistory.SLOTS);
   });
 });
 

@@ -63,8 +63,70 @@ export type TankBand = 'ok' | 'low' | 'critical';
 interface TankState {
   band: TankBand | null;
   falling: boolean;
-  /** (device ts, level %) samples at least 15 s apart, covering the drain window. */
-  samples: Array<[number, number]>;
+  /** Samples covering the drain window. */
+  history: LevelHistory;
+}
+
+/**
+ * A tank's (device ts, level %) samples over the drain window, at least `spacingMs` apart, in two
+ * fixed rings of numbers. Not an array of [ts, level] pairs: with 20,000 tanks that was a new
+ * pair per tank every 15 s, each living for the whole window, so the old generation grew for
+ * ten minutes and every full GC had more to mark (docs/BENCHMARKS.md, alert latency).
+ */
+export class LevelHistory {
+  /** At most window / spacing + 1 samples in the window, plus the one before it: 16 + 2. */
+  static readonly SLOTS = 18;
+  readonly #ts = new Float64Array(LevelHistory.SLOTS);
+  readonly #level = new Float64Array(LevelHistory.SLOTS);
+  #start = 0;
+  #count = 0;
+
+  constructor(
+    readonly windowMs: number,
+    /** 15 s, or a sixteenth of the window when that is longer. */
+    readonly spacingMs = Math.max(15_000, windowMs / 16),
+  ) {}
+
+  get size(): number {
+    return this.#count;
+  }
+
+  #at(i: number): number {
+    return (this.#start + i) % LevelHistory.SLOTS;
+  }
+
+  /**
+   * Adds a reading (kept if `spacingMs` after the last kept one) and drops what the window no
+   * longer needs (all but one sample older than the window).
+   */
+  add(ts: number, level: number): void {
+    const SLOTS = LevelHistory.SLOTS;
+    if (this.#count === 0 || ts - this.#ts[this.#at(this.#count - 1)]! >= this.spacingMs) {
+      if (this.#count === SLOTS) {
+        // Cannot happen with samples spaced as above; if it did, the oldest goes.
+        this.#start = (this.#start + 1) % SLOTS;
+        this.#count--;
+      }
+      const i = this.#at(this.#count);
+      this.#ts[i] = ts;
+      this.#level[i] = level;
+      this.#count++;
+    }
+    while (this.#count > 2 && ts - this.#ts[this.#at(1)]! >= this.windowMs) {
+      this.#start = (this.#start + 1) % SLOTS;
+      this.#count--;
+    }
+  }
+
+  /** The oldest kept sample's time (NaN while empty). */
+  get firstTs(): number {
+    return this.#count === 0 ? NaN : this.#ts[this.#start]!;
+  }
+
+  /** The oldest kept sample's level (NaN while empty). */
+  get firstLevel(): number {
+    return this.#count === 0 ? NaN : this.#level[this.#start]!;
+  }
 }
 
 const SWEEP_MS = 5000;
@@ -179,7 +241,8 @@ export class AlertRules {
     const { config } = this.#ctx;
     const { lowPercent, criticalPercent } = device.settings;
     let state = this.#tanks.get(device.id);
-    if (!state) this.#tanks.set(device.id, (state = { band: null, falling: false, samples: [] }));
+    const windowMs = config.tank.fallWindowMin * 60_000;
+    if (!state || state.history.windowMs !== windowMs) this.#tanks.set(device.id, (state = { band: state?.band ?? null, falling: state?.falling ?? false, history: new LevelHistory(windowMs) }));
 
     const wasAlarmed = state.band === null ? null : state.band !== 'ok' || state.falling;
     const prev = state.band;
@@ -189,14 +252,10 @@ export class AlertRules {
     else if (band === 'low' && (prev === 'ok' || prev === null)) this.#tankSignal(device, ts, receivedAt, 'tank_low', 'warning', level);
 
     // Drain rate over the window: a leak, or water taken for something else.
-    const windowMs = config.tank.fallWindowMin * 60_000;
-    const samples = state.samples;
-    if (samples.length === 0 || ts - samples[samples.length - 1]![0] >= 15_000) samples.push([ts, level]);
-    while (samples.length > 2 && ts - samples[1]![0] >= windowMs) samples.shift();
-    const first = samples[0]!;
-    const spanMs = ts - first[0];
+    state.history.add(ts, level);
+    const spanMs = ts - state.history.firstTs;
     if (spanMs >= windowMs) {
-      const ratePerHour = ((first[1] - level) / spanMs) * 3_600_000;
+      const ratePerHour = ((state.history.firstLevel - level) / spanMs) * 3_600_000;
       if (!state.falling && ratePerHour >= config.tank.fallRatePercentPerHour) {
         state.falling = true;
         this.#tankSignal(device, ts, receivedAt, 'tank_falling', 'warning', Math.round(ratePerHour * 10) / 10);
