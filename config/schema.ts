@@ -513,7 +513,7 @@ export const GatewayConfig = Type.Object(
     ),
     /**
      * Several instances on one PostgreSQL store (store.kind postgres): the work that must happen
-     * once (incident correlation and escalation, offline checks) runs on the instance holding a
+     * once (incident correlation and escalation, offline checks, broadcast jobs) runs on the instance holding a
      * PostgreSQL advisory lock, the leader; docs/architecture.md, docs/operations.md. Ignored
      * with SQLite (one gateway, always the leader).
      */
@@ -530,9 +530,9 @@ export const GatewayConfig = Type.Object(
         leaseTtlMs: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000 }),
         /** Advisory lock key; default derived from site.id, so sites sharing a database each have a leader. */
         leaseKey: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 31 - 1 })),
-        /** An incident decision taken on a follower waits this long for the leader, then answers 503 NO_LEADER. */
+        /** An incident decision or a broadcast command taken on a follower waits this long for the leader, then answers 503 NO_LEADER. */
         actionTimeoutMs: Type.Integer({ minimum: 100, maximum: 120_000, default: 5000 }),
-        /** The leader reads the signal queue this often besides on NOTIFY (a lost notification waits at most this). */
+        /** The leader reads the queue (signals, decisions, broadcast commands, acks) this often besides on NOTIFY (a lost notification waits at most this). */
         queuePollMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 2000 }),
       },
       { ...strict, default: {} },

@@ -107,8 +107,11 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
           registry,
           hub,
           link: external,
-          // The leader's offline clocks follow devices that talk to other instances.
-          onPeerStatus: (id, status) => alerts.rules.observeStatus(id, status),
+          // The leader's offline clocks, and its broadcasts waiting for a pole, follow devices that talk to other instances.
+          onPeerStatus: (id, status) => {
+            alerts.rules.observeStatus(id, status);
+            broadcasts.observeStatus(id, status);
+          },
         })
       : undefined;
   const store = openStore(gw, log.child({ module: 'store' }));
@@ -208,8 +211,9 @@ export function buildGateway(config: Config, opts: GatewayOptions = {}): Gateway
         throw err;
       }
       fanout?.start();
-      // After the broker: resumed broadcast jobs may send at once.
-      broadcasts.start();
+      // After the broker: resumed broadcast jobs may send at once. In a cluster only the leader runs them.
+      broadcasts.start({ lead: !leadership });
+      leadership?.attachBroadcasts(broadcasts);
       video.start();
       http = await buildHttp({
         config,

@@ -116,7 +116,7 @@ export function createMetrics() {
     }),
     clusterQueue: new Counter({
       name: 'gs_cluster_queue_total',
-      help: 'Signals and incident decisions handed to the leader, by kind (signal, action) and outcome (queued, applied, duplicate, refused, dropped, timeout)',
+      help: 'Signals, incident decisions, broadcast commands and pole acks handed to the leader, by kind (signal, action, broadcast, ack) and outcome (queued, applied, duplicate, refused, dropped, timeout)',
       labelNames: ['kind', 'outcome'] as const,
       registers: [registry],
     }),

@@ -3,7 +3,7 @@
  * creates, cancels and re-sends. Every route has a schema, so the OpenAPI document at
  * /api/openapi.json describes it for integrators (the district emergency platform).
  */
-import type { FastifyInstance, FastifySchema, FastifySchemaCompiler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifySchema, FastifySchemaCompiler } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { Ajv, type ErrorObject } from 'ajv';
 import {
@@ -15,6 +15,7 @@ import {
   type BroadcastStatus,
 } from '../../../protocol/broadcasts.js';
 import { ID_PATTERN } from '../../../protocol/topics.js';
+import { NoLeaderError } from '../alerts/decisions.js';
 import type { RequireRole } from '../http/auth-routes.js';
 import type { BroadcastService, Operator } from './service.js';
 
@@ -157,6 +158,16 @@ export function describeValidation(errors: readonly ErrorObject[], dataVar: stri
 const schemaErrorFormatter = (errors: ErrorObject[], dataVar: string) => new Error(describeValidation(errors, dataVar));
 const strict = { validatorCompiler, schemaErrorFormatter };
 
+/** In a cluster no instance applied the command in time (a failover takes a few seconds): 503 NO_LEADER, try again in 2 s, as incident decisions. */
+async function viaLeader<T>(reply: FastifyReply, command: () => Promise<T>): Promise<T> {
+  try {
+    return await command();
+  } catch (err) {
+    if (err instanceof NoLeaderError) void reply.header('retry-after', '2');
+    throw err;
+  }
+}
+
 const operatorOf = (user: { username: string; displayName: string }): Operator => ({ username: user.username, displayName: user.displayName });
 
 export function registerBroadcastRoutes(app: FastifyInstance, ctx: { broadcasts: BroadcastService; requireRole: RequireRole }): void {
@@ -218,8 +229,9 @@ export function registerBroadcastRoutes(app: FastifyInstance, ctx: { broadcasts:
       },
     },
     async (req, reply) => {
-      const result = await service.create(req.body, operatorOf(req.user!), { dryRun: req.query.dryRun === true });
-      return reply.status(req.query.dryRun ? 200 : 201).send(result);
+      // A dry run changes nothing and is answered here; a broadcast is created by the instance that runs them (the leader).
+      if (req.query.dryRun) return reply.status(200).send(await service.create(req.body, operatorOf(req.user!), { dryRun: true }));
+      return reply.status(201).send(await viaLeader(reply, () => service.commands.create(req.body, operatorOf(req.user!))));
     },
   );
 
@@ -285,7 +297,7 @@ export function registerBroadcastRoutes(app: FastifyInstance, ctx: { broadcasts:
         response: { 200: Type.Object({ broadcast: JobRef }), 404: ErrorSchema, 409: ErrorSchema },
       },
     },
-    async (req) => ({ broadcast: service.cancel(req.params.id, operatorOf(req.user!), req.body.reason) }),
+    async (req, reply) => ({ broadcast: await viaLeader(reply, () => service.commands.cancel(req.params.id, operatorOf(req.user!), req.body.reason)) }),
   );
 
   app.post<{ Params: Static<typeof IdParams> }>(
@@ -299,6 +311,6 @@ export function registerBroadcastRoutes(app: FastifyInstance, ctx: { broadcasts:
         response: { 201: Type.Object({ broadcast: JobRef }), 404: ErrorSchema, 409: ErrorSchema },
       },
     },
-    async (req, reply) => reply.status(201).send(await service.retry(req.params.id, operatorOf(req.user!))),
+    async (req, reply) => reply.status(201).send(await viaLeader(reply, () => service.commands.retry(req.params.id, operatorOf(req.user!)))),
   );
 }

@@ -15,6 +15,11 @@
  * not one timer per pole: it stays cheap for 10,000 poles and needs no bookkeeping to survive a
  * restart.
  *
+ * Only a leading service runs jobs (`lead()` / `follow()`): a single gateway always leads; in a
+ * cluster the instance holding the lease does (cluster/leadership.ts), and the others hand it
+ * their creations, cancellations, re-sends and pole acks (`routeTo`). A new leader resumes the
+ * jobs from the store as a restarted gateway does.
+ *
  * The store can fail (PostgreSQL down or not answering): a change to a job is written before it
  * is kept in memory, so memory never runs ahead of the store; the tick retries what the store
  * refused (a due run still starts, late but within its expiry), and progress stays pending until
@@ -41,6 +46,7 @@ import {
 } from '../../../protocol/broadcasts.js';
 import type { CommandAck, DeviceCommand } from '../../../protocol/payloads.js';
 import type { Availability } from '../../../protocol/ws.js';
+import { NoLeaderError } from '../alerts/decisions.js';
 import type { Bus } from '../bus.js';
 import { ApiError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
@@ -110,6 +116,26 @@ export interface CreateResult {
   poles?: ResolvedPole[];
 }
 
+/**
+ * What the API asks of the broadcasts: applied by this service when it leads (a single gateway,
+ * the cluster's leader), else handed to the leader (`BroadcastService.commands`).
+ */
+export interface BroadcastCommands {
+  create(req: BroadcastRequest, operator: Operator): Promise<CreateResult>;
+  cancel(id: string, operator: Operator, why?: string): Promise<BroadcastJob>;
+  retry(id: string, operator: Operator): Promise<CreateResult>;
+}
+
+/** Where a service that does not lead sends its work: the leader, through the cluster queue. */
+export interface BroadcastRouting {
+  commands: BroadcastCommands;
+  /** A pole's ack to one of our broadcast commands, ingested here. */
+  ack(poleId: string, ack: CommandAck, receivedAt: number): void;
+}
+
+/** Runs inside the store transaction of a create or cancel, with the job as it will be; throwing undoes it. */
+export type InTransaction = (job: BroadcastJob) => void;
+
 const MINUTE = 60_000;
 /** An ended job stays in memory this long, so late acks still correct its record (or re-stop a cancelled pole). */
 const LATE_ACK_GRACE_MS = 10 * MINUTE;
@@ -144,6 +170,16 @@ export class BroadcastService {
   readonly #storeErrors: StoreErrorReporter;
   /** Jobs whose last write failed in a way that may still have stored it (a timed-out commit): re-read before the next step. */
   readonly #reload = new Set<string>();
+  /** This service runs the jobs (a single gateway, or the cluster's leader). */
+  #leading = false;
+  /** Asked on every tick: a leader whose lease is not confirmed right now does nothing on that tick. */
+  #gate: () => boolean = () => true;
+  #route: BroadcastRouting | undefined;
+  readonly #local: BroadcastCommands = {
+    create: (req, operator) => this.create(req, operator),
+    cancel: async (id, operator, why) => this.cancel(id, operator, why),
+    retry: (id, operator) => this.retry(id, operator),
+  };
 
   /** Throws on a configuration that cannot work (unknown time zone, a group naming a non-pole). */
   constructor(ctx: BroadcastContext) {
@@ -172,37 +208,117 @@ export class BroadcastService {
 
   // ---- lifecycle --------------------------------------------------------------------------------
 
-  start(): void {
+  /** Starts leading (the default: a single gateway) or, with `{ lead: false }`, following until `lead()`. */
+  start(opts: { lead?: boolean } = {}): void {
     if (this.#running) return;
     this.#running = true;
     const { bus, hub } = this.#ctx;
     this.#off.push(
-      bus.on('ack', ({ device, message, receivedAt }) => this.#onAck(device.id, message, receivedAt)),
+      bus.on('ack', ({ device, message, receivedAt }) => {
+        if (this.#leading) this.#onAck(device.id, message, receivedAt);
+        else if (this.#route && isBroadcastAck(message)) this.#route.ack(device.id, message, receivedAt);
+      }),
       bus.on('deviceUpdate', (u) => {
-        if (u.status === 'online') this.#onOnline(u.id);
+        if (u.status) this.observeStatus(u.id, u.status);
       }),
     );
     if (hub) this.#off.push(hub.onAttach((_user, send) => send({ type: 'broadcasts.snapshot', broadcasts: this.#snapshot() })));
-    this.#resume();
-    this.#tick = setInterval(() => this.tick(), this.#cfg.tickMs);
-    this.#tick.unref();
-    this.tick();
+    if (opts.lead ?? true) this.lead();
   }
 
   stop(): void {
     if (!this.#running) return;
     this.#running = false;
-    clearInterval(this.#tick);
     for (const off of this.#off.splice(0)) off();
+    if (this.#leading) this.#flush();
+    this.#leading = false;
+    this.#clearMemory();
+  }
+
+  /**
+   * Runs the jobs from now on: every scheduled and active job is loaded from the store (as after
+   * a restart) and the clock starts. `gate` is asked on every tick (the cluster's lease). Throws
+   * if the store cannot be read; then nothing changed. Returns how many jobs it took up.
+   */
+  lead(gate: () => boolean = () => true): number {
+    if (!this.#running) throw new Error('the broadcast service is not started');
+    if (this.#leading) return this.#jobs.size;
+    this.#clearMemory();
+    let resumed: number;
+    try {
+      resumed = this.#resume();
+    } catch (err) {
+      this.#clearMemory();
+      throw err;
+    }
+    this.#gate = gate;
+    this.#leading = true;
+    this.#tick = setInterval(() => this.tick(), this.#cfg.tickMs);
+    this.#tick.unref();
+    this.tick();
+    return resumed;
+  }
+
+  /**
+   * Stops running the jobs (another instance leads now): the clock stops and memory is let go,
+   * unwritten progress included — the new leader's state wins over this one's late writes.
+   */
+  follow(): void {
+    if (!this.#leading) return;
+    this.#leading = false;
+    this.#clearMemory();
+  }
+
+  get leading(): boolean {
+    return this.#leading;
+  }
+
+  /** While this service does not lead, the API's commands and the pole acks it ingests go here. */
+  routeTo(route: BroadcastRouting): void {
+    this.#route = route;
+  }
+
+  /** Create, cancel and re-send as the API asks them: here when leading, else through the leader. */
+  get commands(): BroadcastCommands {
+    return this.#leading || !this.#route ? this.#local : this.#route.commands;
+  }
+
+  /** An ack ingested by another instance (the leader applies what followers hand over). */
+  applyAck(poleId: string, ack: CommandAck, receivedAt: number): void {
+    if (this.#leading) this.#onAck(poleId, ack, receivedAt);
+  }
+
+  /** A pole's availability changed, here or (in a cluster) seen by another instance: what waits for it goes now. */
+  observeStatus(poleId: string, status: Availability): void {
+    if (this.#leading && status === 'online') this.#onOnline(poleId);
+  }
+
+  /**
+   * Writes the pending progress now, with `write` in the same transaction (the leader marks the
+   * acks it applied done with it). Throws if the store refuses; then the progress stays pending.
+   */
+  commitWith(write: () => void): void {
+    this.#ctx.store.transaction(() => {
+      this.#writeDirty();
+      write();
+    });
+    this.#clearDirty();
+  }
+
+  #clearMemory(): void {
+    clearInterval(this.#tick);
+    this.#tick = undefined;
     this.#progress.stop();
-    this.#flush();
+    this.#clearDirty();
     this.#jobs.clear();
     this.#byPole.clear();
     this.#sendQueue.length = 0;
+    this.#reload.clear();
+    this.#refreshGauge();
   }
 
-  /** Picks up every scheduled and active job from the store (after a restart). */
-  #resume(): void {
+  /** Picks up every scheduled and active job from the store (after a restart, or a takeover). */
+  #resume(): number {
     const { store } = this.#ctx;
     let resumed = 0;
     for (const job of store.broadcasts.openJobs()) {
@@ -211,6 +327,7 @@ export class BroadcastService {
     }
     if (resumed > 0) this.#log.info({ jobs: resumed }, 'resumed broadcast jobs from the store');
     this.#refreshGauge();
+    return resumed;
   }
 
   /** A stored job as an open job: its current run's deliveries (pending ones indexed) and counts. */
@@ -267,7 +384,8 @@ export class BroadcastService {
   // ---- commands ---------------------------------------------------------------------------------
 
   /** Creates a job (or, with dryRun, only checks it and says what it would do). */
-  async create(req: BroadcastRequest, operator: Operator, opts: { dryRun?: boolean; retryOf?: string } = {}): Promise<CreateResult> {
+  async create(req: BroadcastRequest, operator: Operator, opts: { dryRun?: boolean; retryOf?: string; inTransaction?: InTransaction } = {}): Promise<CreateResult> {
+    if (!opts.dryRun) this.#mustLead();
     const now = this.#now();
     const template = req.content.type === 'template' ? this.#templates.get(req.content.template) : undefined;
     if (req.content.type === 'template' && !template) {
@@ -346,6 +464,8 @@ export class BroadcastService {
       return { broadcast: view(preview), poles: this.#resolvedPoles(resolved.poles, resolved.distanceM) };
     }
 
+    // Again: leadership may have moved while the template values were awaited.
+    this.#mustLead();
     const poles = resolved.poles.map((p) => p.id);
     const open: OpenJob = { job, poles, deliveries: [], pending: new Set(), endedAt: null };
     const { store } = this.#ctx;
@@ -374,6 +494,7 @@ export class BroadcastService {
           ...(job.retryOf ? { retryOf: job.retryOf } : {}),
         },
       });
+      opts.inTransaction?.(view(start?.job ?? job));
     });
     if (start) this.#applyRun(open, start);
     this.#jobs.set(job.id, open);
@@ -386,7 +507,8 @@ export class BroadcastService {
   }
 
   /** Stops a job: poles still playing it get `broadcast.stop`, nothing more is sent. */
-  cancel(id: string, operator: Operator, why?: string): BroadcastJob {
+  cancel(id: string, operator: Operator, why?: string, inTransaction?: InTransaction): BroadcastJob {
+    this.#mustLead();
     const open = this.#jobs.get(id);
     const job = open?.job ?? this.#ctx.store.broadcasts.getJob(id);
     if (!job) throw new ApiError('BROADCAST_NOT_FOUND', `no broadcast "${id}"`);
@@ -415,6 +537,7 @@ export class BroadcastService {
         subject: id,
         detail: { title: job.title, run: job.run, ...(reason ? { reason } : {}), stopsSent: stopped, counts: compactCounts(counts) },
       });
+      inTransaction?.(view(cancelled));
     });
     Object.assign(job, { ...cancelled, counts: job.counts });
     open.endedAt = now;
@@ -433,7 +556,8 @@ export class BroadcastService {
   }
 
   /** A new job with the same content to the poles of the last run that did not play it (failed, expired, pre-empted). */
-  async retry(id: string, operator: Operator): Promise<CreateResult> {
+  async retry(id: string, operator: Operator, inTransaction?: InTransaction): Promise<CreateResult> {
+    this.#mustLead();
     const job = this.#jobs.get(id)?.job ?? this.#ctx.store.broadcasts.getJob(id);
     if (!job) throw new ApiError('BROADCAST_NOT_FOUND', `no broadcast "${id}"`);
     if (job.status !== 'finished') {
@@ -454,7 +578,12 @@ export class BroadcastService {
       ...(job.volume !== null ? { volume: job.volume } : {}),
       ...(job.incidentId ? { incidentId: job.incidentId } : {}),
     };
-    return this.create(req, operator, { retryOf: id });
+    return this.create(req, operator, { retryOf: id, ...(inTransaction ? { inTransaction } : {}) });
+  }
+
+  /** Jobs change only where they run: another instance must hand its commands to the leader (`commands`). */
+  #mustLead(): void {
+    if (!this.#leading) throw new NoLeaderError('this gateway instance does not run broadcasts just now (it does not lead); try again');
   }
 
   // ---- runs -------------------------------------------------------------------------------------
@@ -587,7 +716,7 @@ export class BroadcastService {
 
   /** Runs due runs, sends due deliveries, resends unanswered ones, expires late ones. On a timer; public for tests. */
   tick(): void {
-    if (!this.#running) return;
+    if (!this.#running || !this.#leading || !this.#gate()) return;
     this.#reloadUnsure();
     const now = this.#now();
     const { ackTimeoutMs, maxResends, maxPlayMin } = this.#cfg;
@@ -957,7 +1086,8 @@ export class BroadcastService {
   /** Open jobs and those ended in the last hour, newest first. */
   #snapshot(): BroadcastJob[] {
     const recent = this.#ctx.store.broadcasts.listJobs({ endedAfter: this.#now() - 60 * MINUTE, limit: 100, offset: 0 }).jobs;
-    const open = [...this.#jobs.values()].filter((o) => o.endedAt === null).map((o) => o.job);
+    // A follower runs no job: the open ones as the leader last wrote them.
+    const open = this.#leading ? [...this.#jobs.values()].filter((o) => o.endedAt === null).map((o) => o.job) : this.#ctx.store.broadcasts.openJobs();
     const seen = new Set(open.map((j) => j.id));
     return [...open, ...recent.filter((j) => !seen.has(j.id)).map((j) => this.#jobs.get(j.id)?.job ?? j)]
       .sort((a, b) => b.createdAt - a.createdAt)
@@ -993,6 +1123,12 @@ export class BroadcastService {
       ...(distanceM?.has(p.id) ? { distanceM: distanceM.get(p.id)! } : {}),
     }));
   }
+}
+
+/** An ack to a broadcast.play of ours (a stop's acks are only logged; other commands' are not ours). */
+function isBroadcastAck(ack: CommandAck): boolean {
+  const id = parseCommandId(ack.cmdId);
+  return id !== undefined && !id.stop;
 }
 
 function view(job: StoredBroadcastJob): BroadcastJob {

@@ -20,11 +20,14 @@
  *   `gs_cluster_events` (NOTIFY; the payload names the incident, which followers read from the
  *   store, so the 8 kB NOTIFY limit never bites), and followers push them to their own
  *   dashboards. A follower's new dashboard gets the open incidents from the store.
- * - **Taking over**: the new leader loads open incidents (deadlines included) from the store as a
- *   restarted single gateway does, fires overdue escalations at once, and drains the queue.
- *
- * Broadcast jobs are not under the lease yet: each instance runs the jobs created through it
- * (docs/architecture.md, "Not built yet").
+ * - **Broadcasts** run on the leader too (sends, schedules, repeats, retries, expiry). A
+ *   follower's create, cancel and re-send are queued like decisions (the leader's answer — the
+ *   job — comes back in the row's result); the pole acks a follower ingests are queued like
+ *   signals and marked done in the transaction that stores the progress they made (re-applying
+ *   an ack is harmless: deliveries only move forward).
+ * - **Taking over**: the new leader loads open incidents (deadlines included) and the scheduled
+ *   and active broadcast jobs (their deliveries as stored) from the store as a restarted single
+ *   gateway does, fires overdue escalations at once, and drains the queue.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -32,13 +35,15 @@ import type { Logger } from 'pino';
 import type { LedgerDevice } from '../../../config/ledger.js';
 import type { GatewayConfig } from '../../../config/schema.js';
 import type { EscalationLevel, Incident, IncidentDetail, Severity, SignalKind } from '../../../protocol/incidents.js';
-import type { BroadcastServerMessage } from '../../../protocol/broadcasts.js';
+import type { BroadcastJob, BroadcastRequest, BroadcastServerMessage } from '../../../protocol/broadcasts.js';
+import type { CommandAck } from '../../../protocol/payloads.js';
 import type { ServerMessage } from '../../../protocol/ws.js';
 import type { Alerts } from '../alerts/alerts.js';
 import { NoLeaderError, type IncidentDecisions } from '../alerts/decisions.js';
 import { IncidentService, type IncidentAction } from '../alerts/incidents.js';
 import type { DispatchNotice, Notifier, NotifyOutcome } from '../alerts/notifiers.js';
 import type { Signal } from '../alerts/rules.js';
+import type { BroadcastCommands, BroadcastService, Operator } from '../broadcast/service.js';
 import { ApiError, ERRORS, type ErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Audience, PushHub } from '../push/hub.js';
@@ -85,6 +90,22 @@ interface QueuedAction {
   input: { note?: string; reason?: string };
 }
 
+/** A broadcast command taken on a follower, for the leader's broadcast service. */
+type QueuedBroadcast =
+  | { op: 'create'; request: BroadcastRequest; operator: Operator }
+  | { op: 'cancel'; id: string; operator: Operator; reason?: string }
+  | { op: 'retry'; id: string; operator: Operator };
+
+/** A pole's ack ingested by a follower. */
+interface QueuedAck {
+  poleId: string;
+  ack: CommandAck;
+  receivedAt: number;
+}
+
+/** What a follower could not queue yet (the store was down), oldest first. */
+type Outgoing = { kind: 'signal'; signal: Signal } | { kind: 'ack'; ack: QueuedAck };
+
 type ClusterEvent =
   | { v: 1; from: string; type: 'incident'; id: string; isNew: boolean }
   | { v: 1; from: string; type: 'broadcast'; message: BroadcastServerMessage }
@@ -117,16 +138,20 @@ export class ClusterLeadership implements IncidentDecisions {
   readonly #queue: ClusterQueue;
   readonly #storeErrors: StoreErrorReporter;
   #alerts: Alerts | undefined;
+  /** Joins once the broker is up (attachBroadcasts). */
+  #broadcasts: BroadcastService | undefined;
   /** This instance took up the work (the lease is held and the incidents are loaded). */
   #led = false;
-  /** Signals waiting to be queued (the store was down), oldest first. */
-  readonly #outbox: Signal[] = [];
+  /** Signals and acks waiting to be queued (the store was down), oldest first. */
+  readonly #outbox: Outgoing[] = [];
   #droppedSignals = 0;
   readonly #waiters = new Map<number, () => void>();
   readonly #off: Array<() => void> = [];
   #timer: NodeJS.Timeout | undefined;
   #drainScheduled = false;
   #draining = false;
+  /** A drain was asked for while one ran (it awaited a broadcast command): read the queue again after it. */
+  #drainAgain = false;
   #lastDrainAt = 0;
   #lastPurgeAt = 0;
 
@@ -175,6 +200,36 @@ export class ClusterLeadership implements IncidentDecisions {
     this.lease.start();
   }
 
+  /**
+   * The broadcast service (started with `{ lead: false }` once the broker is up, so a job taken
+   * over can send at once) runs the jobs while this instance leads, and hands the leader its
+   * commands and acks while it follows.
+   */
+  attachBroadcasts(broadcasts: BroadcastService): void {
+    this.#broadcasts = broadcasts;
+    const commands: BroadcastCommands = {
+      create: async (request, operator) => ({ broadcast: await this.#broadcastCommand({ op: 'create', request, operator }) }),
+      cancel: (id, operator, reason) => this.#broadcastCommand({ op: 'cancel', id, operator, ...(reason !== undefined ? { reason } : {}) }),
+      retry: async (id, operator) => ({ broadcast: await this.#broadcastCommand({ op: 'retry', id, operator }) }),
+    };
+    broadcasts.routeTo({ commands, ack: (poleId, ack, receivedAt) => this.#handOver({ kind: 'ack', ack: { poleId, ack, receivedAt } }) });
+    if (!this.#led) return;
+    try {
+      this.#leadBroadcasts();
+    } catch (err) {
+      this.#ctx.log.error({ err, instance: this.instanceId }, 'leads but could not load the broadcast jobs from the store; giving the lease back');
+      this.#stepDown('broadcast jobs not loaded');
+      void this.lease.release(RELEASE_PAUSE_MS);
+      return;
+    }
+    this.#scheduleDrain();
+  }
+
+  #leadBroadcasts(): void {
+    const jobs = this.#broadcasts?.lead(() => this.lease.leading);
+    if (jobs !== undefined) this.#ctx.log.info({ instance: this.instanceId, broadcastJobs: jobs }, 'broadcast jobs run here now');
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined; // waiting decisions give up now
@@ -196,6 +251,14 @@ export class ClusterLeadership implements IncidentDecisions {
       void this.lease.release(RELEASE_PAUSE_MS);
       return;
     }
+    try {
+      this.#leadBroadcasts();
+    } catch (err) {
+      alerts.incidents.follow();
+      log.error({ err, instance: this.instanceId }, 'took the lease but could not load the broadcast jobs from the store; giving the lease back');
+      void this.lease.release(RELEASE_PAUSE_MS);
+      return;
+    }
     this.#led = true;
     metrics.clusterLeader.set(1);
     metrics.clusterLeaderChanges.inc({ to: 'leader' });
@@ -203,9 +266,12 @@ export class ClusterLeadership implements IncidentDecisions {
     // Devices an earlier leader reported dark are not reported again.
     alerts.rules.markOfflineRaised(open.filter((i) => i.category === 'device').flatMap((i) => i.devices));
     log.info({ instance: this.instanceId, reason, openIncidents: open.length }, 'this instance leads now: incident correlation, escalations and offline checks run here');
-    // Signals this instance could not queue while it followed go straight in now.
-    for (const signal of this.#outbox.splice(0)) alerts.incidents.handleSignal(signal);
-    this.#drain();
+    // Signals and acks this instance could not queue while it followed go straight in now.
+    for (const item of this.#outbox.splice(0)) {
+      if (item.kind === 'signal') alerts.incidents.handleSignal(item.signal);
+      else this.#broadcasts?.applyAck(item.ack.poleId, item.ack.ack, item.ack.receivedAt);
+    }
+    void this.#drain();
   }
 
   #stepDown(reason: string): void {
@@ -213,7 +279,8 @@ export class ClusterLeadership implements IncidentDecisions {
     this.#led = false;
     const { log, metrics } = this.#ctx;
     // Signals kept through a store outage go to the next leader.
-    this.#outbox.unshift(...this.#alerts!.incidents.follow());
+    this.#outbox.unshift(...this.#alerts!.incidents.follow().map((signal): Outgoing => ({ kind: 'signal', signal })));
+    this.#broadcasts?.follow();
     metrics.clusterLeader.set(0);
     metrics.clusterLeaderChanges.inc({ to: 'follower' });
     log.warn({ instance: this.instanceId, reason }, 'this instance no longer leads: its signals and decisions go to the leader');
@@ -224,7 +291,7 @@ export class ClusterLeadership implements IncidentDecisions {
     if (this.#outbox.length > 0) this.#flushOutbox();
     if (!this.leading) return;
     const now = Date.now();
-    if (now - this.#lastDrainAt >= this.#ctx.config.cluster.queuePollMs) this.#drain();
+    if (now - this.#lastDrainAt >= this.#ctx.config.cluster.queuePollMs) void this.#drain();
     if (now - this.#lastPurgeAt >= 60_000) {
       this.#lastPurgeAt = now;
       this.#storeErrors.attempt('cluster_queue', () => void this.#queue.purge(now - KEEP_DONE_MS), 'done rows are purged later');
@@ -235,30 +302,38 @@ export class ClusterLeadership implements IncidentDecisions {
 
   #signal(signal: Signal): void {
     if (this.leading) return this.#alerts!.incidents.handleSignal(signal);
-    this.#outbox.push(signal);
+    this.#handOver({ kind: 'signal', signal });
+  }
+
+  /** A signal or an ack for the leader: queued, or kept in order while the store is down. */
+  #handOver(item: Outgoing): void {
+    // Led meanwhile (an ack from the bus of a service that has not heard yet): applied here.
+    if (item.kind === 'ack' && this.leading && this.#broadcasts?.leading) return this.#broadcasts?.applyAck(item.ack.poleId, item.ack.ack, item.ack.receivedAt);
+    this.#outbox.push(item);
     if (this.#outbox.length > MAX_OUTBOX) {
       const dropped = this.#outbox.shift()!;
-      this.#ctx.metrics.clusterQueue.inc({ kind: 'signal', outcome: 'dropped' });
-      if (this.#droppedSignals++ === 0) this.#ctx.log.error({ kept: MAX_OUTBOX, kind: dropped.kind }, 'operational store unavailable for long: the oldest signals waiting for the leader are being dropped');
+      this.#ctx.metrics.clusterQueue.inc({ kind: dropped.kind, outcome: 'dropped' });
+      if (this.#droppedSignals++ === 0) this.#ctx.log.error({ kept: MAX_OUTBOX, kind: dropped.kind }, 'operational store unavailable for long: the oldest signals and acks waiting for the leader are being dropped');
     }
     this.#flushOutbox();
   }
 
-  /** Queues the signals waiting here, in order, until the store fails. */
+  /** Queues the signals and acks waiting here, in order, until the store fails. */
   #flushOutbox(): void {
     while (this.#outbox.length > 0) {
-      const signal = this.#outbox[0]!;
+      const item = this.#outbox[0]!;
       try {
-        this.#queue.enqueue('signal', this.instanceId, queuedSignal(signal), Date.now());
+        if (item.kind === 'signal') this.#queue.enqueue('signal', this.instanceId, queuedSignal(item.signal), Date.now());
+        else this.#queue.enqueue('ack', this.instanceId, item.ack, Date.now());
       } catch (err) {
         if (isStoreOutage(err)) {
-          this.#storeErrors.failed('cluster_queue', err, 'signals for the leader are kept and queued once the store answers');
+          this.#storeErrors.failed('cluster_queue', err, 'signals and acks for the leader are kept and queued once the store answers');
           return;
         }
-        this.#ctx.log.error({ err, kind: signal.kind, device: signal.device.id }, 'a signal could not be queued for the leader; dropped');
+        this.#ctx.log.error({ err, kind: item.kind }, 'a signal or ack could not be queued for the leader; dropped');
       }
       this.#outbox.shift();
-      this.#ctx.metrics.clusterQueue.inc({ kind: 'signal', outcome: 'queued' });
+      this.#ctx.metrics.clusterQueue.inc({ kind: item.kind, outcome: 'queued' });
     }
     if (this.#droppedSignals > 0) this.#ctx.log.warn({ dropped: this.#droppedSignals }, 'signals dropped while the store was unavailable');
     this.#droppedSignals = 0;
@@ -270,24 +345,49 @@ export class ClusterLeadership implements IncidentDecisions {
     this.#drainScheduled = true;
     setImmediate(() => {
       this.#drainScheduled = false;
-      this.#drain();
+      void this.#drain();
     });
   }
 
-  /** The leader applies the queue in order, until it is empty or the store fails (the rest waits). */
-  #drain(): void {
-    if (!this.leading || this.#draining) return;
+  /**
+   * The leader applies the queue in order, until it is empty or the store fails (the rest waits).
+   * Acks are applied as they come and marked done with the progress they made, once per batch.
+   * Rows for the broadcast service wait while it has not joined yet.
+   */
+  async #drain(): Promise<void> {
+    if (!this.leading) return;
+    if (this.#draining) {
+      this.#drainAgain = true;
+      return;
+    }
     this.#draining = true;
     this.#lastDrainAt = Date.now();
     try {
-      for (;;) {
-        const rows = this.#queue.pending(DRAIN_BATCH);
-        for (const row of rows) {
-          if (!this.leading) return;
-          this.#applyRow(row);
+      do {
+        this.#drainAgain = false;
+        for (;;) {
+          const rows = this.#queue.pending(DRAIN_BATCH);
+          const acks: QueueRow[] = [];
+          let waiting = false;
+          for (const row of rows) {
+            if (!this.leading) return;
+            if ((row.kind === 'ack' || row.kind === 'broadcast') && !this.#broadcasts?.leading) {
+              waiting = true;
+              break;
+            }
+            if (row.kind === 'ack') {
+              this.#applyAck(row);
+              acks.push(row);
+              continue;
+            }
+            // Acks applied so far are stored before anything else (a broadcast command awaits).
+            if (acks.length > 0) this.#finishAcks(acks.splice(0));
+            await this.#applyRow(row);
+          }
+          if (acks.length > 0) this.#finishAcks(acks);
+          if (waiting || rows.length < DRAIN_BATCH) break;
         }
-        if (rows.length < DRAIN_BATCH) break;
-      }
+      } while (this.#drainAgain && this.leading);
       this.#storeErrors.succeeded('cluster_queue');
     } catch (err) {
       if (!isStoreOutage(err)) this.#ctx.log.error({ err }, 'cluster queue not drained');
@@ -297,11 +397,32 @@ export class ClusterLeadership implements IncidentDecisions {
     }
   }
 
+  /** An ack a follower ingested, to the broadcast service (in memory; done with its progress). */
+  #applyAck(row: QueueRow): void {
+    const body = row.body;
+    if (!isQueuedAck(body)) {
+      this.#ctx.log.error({ row: row.id }, 'a queued ack is malformed; refused');
+      return;
+    }
+    this.#broadcasts!.applyAck(body.poleId, body.ack, body.receivedAt);
+  }
+
+  /** Stores the progress the acks made and marks them done, in one transaction; throws on an outage (they are applied again: harmless). */
+  #finishAcks(rows: QueueRow[]): void {
+    if (!this.#broadcasts?.leading) return; // stepped down meanwhile: the rows stay for the next leader
+    const now = Date.now();
+    this.#broadcasts!.commitWith(() => {
+      for (const row of rows) this.#queue.finish(row.id, isQueuedAck(row.body) ? { ok: true } : { ok: false, code: 'BAD_REQUEST', message: 'malformed ack' }, now);
+    });
+    for (const row of rows) this.#ctx.metrics.clusterQueue.inc({ kind: 'ack', outcome: isQueuedAck(row.body) ? 'applied' : 'refused' });
+  }
+
   /** Applies one row; a store outage is thrown (the row stays pending), anything else marks it refused. */
-  #applyRow(row: QueueRow): void {
+  async #applyRow(row: QueueRow): Promise<void> {
     const { metrics, log } = this.#ctx;
     try {
       if (row.kind === 'signal') this.#applySignal(row);
+      else if (row.kind === 'broadcast') await this.#applyBroadcast(row);
       else this.#applyAction(row);
     } catch (err) {
       if (isStoreOutage(err)) throw err;
@@ -350,21 +471,67 @@ export class ClusterLeadership implements IncidentDecisions {
     }
   }
 
+  /** A follower's broadcast command: applied by the leader's service, the row marked done in the same transaction. */
+  async #applyBroadcast(row: QueueRow): Promise<void> {
+    const { metrics } = this.#ctx;
+    const body = row.body;
+    if (!isQueuedBroadcast(body)) throw new Error(`queue row ${row.id} is not a broadcast command`);
+    const broadcasts = this.#broadcasts!;
+    const done = (job: BroadcastJob): void => {
+      if (!this.#queue.finish(row.id, { ok: true, value: job }, Date.now())) throw new GivenUpError();
+    };
+    // Its follower may have given up while it waited: `done` then throws and nothing is applied.
+    try {
+      if (body.op === 'create') await broadcasts.create(body.request, body.operator, { inTransaction: done });
+      else if (body.op === 'retry') await broadcasts.retry(body.id, body.operator, done);
+      else broadcasts.cancel(body.id, body.operator, body.reason, done);
+      metrics.clusterQueue.inc({ kind: 'broadcast', outcome: 'applied' });
+    } catch (err) {
+      if (err instanceof GivenUpError) return; // its follower answered 503 already: nothing was applied
+      if (!(err instanceof ApiError) || isStoreOutage(err)) throw err;
+      metrics.clusterQueue.inc({ kind: 'broadcast', outcome: 'refused' });
+      this.#queue.finish(row.id, { ok: false, code: err.code, message: err.message }, Date.now());
+    }
+  }
+
   // ---- decisions ----------------------------------------------------------------------------------
 
   /** A person's decision: applied here when this instance leads, else by the leader (waiting for it). */
   async act(id: string, action: IncidentAction, user: User, input: { note?: string; reason?: string }): Promise<IncidentDetail> {
     const incidents = this.#alerts!.incidents;
     if (this.leading) return incidents.act(id, action, user, input);
-    const { metrics, config } = this.#ctx;
     const request: QueuedAction = { incidentId: id, action, user, input };
-    const rowId = this.#queue.enqueue('action', this.instanceId, request, Date.now());
-    metrics.clusterQueue.inc({ kind: 'action', outcome: 'queued' });
+    await this.#viaLeader('action', request, 'decision');
+    return incidents.get(id, user);
+  }
+
+  /** A broadcast command on a follower: the leader's service applies it; its answer (the job) is this one's. */
+  async #broadcastCommand(request: QueuedBroadcast): Promise<BroadcastJob> {
+    // Led meanwhile: applied here.
+    const broadcasts = this.#broadcasts!;
+    if (this.leading && broadcasts.leading) {
+      if (request.op === 'create') return (await broadcasts.create(request.request, request.operator)).broadcast;
+      if (request.op === 'retry') return (await broadcasts.retry(request.id, request.operator)).broadcast;
+      return broadcasts.cancel(request.id, request.operator, request.reason);
+    }
+    const result = await this.#viaLeader('broadcast', request, 'broadcast request');
+    if (!isBroadcastJob(result.value)) throw new ApiError('INTERNAL', 'the leader answered the broadcast request without the broadcast');
+    return result.value;
+  }
+
+  /**
+   * Queues a request for the leader and waits for it to be applied (woken by NOTIFY, polled);
+   * throws its refusal as the API error, or NO_LEADER past `actionTimeoutMs` (then it is not applied).
+   */
+  async #viaLeader(kind: 'action' | 'broadcast', request: QueuedAction | QueuedBroadcast, what: string): Promise<QueueResult & { ok: true }> {
+    const { metrics, config } = this.#ctx;
+    const rowId = this.#queue.enqueue(kind, this.instanceId, request, Date.now());
+    metrics.clusterQueue.inc({ kind, outcome: 'queued' });
     let result = await this.#result(rowId, Date.now() + config.cluster.actionTimeoutMs);
     if (!result) {
-      const message = `no gateway instance applied the decision within ${config.cluster.actionTimeoutMs} ms (none leads just now; a takeover takes a few seconds): it was not applied, try again`;
+      const message = `no gateway instance applied the ${what} within ${config.cluster.actionTimeoutMs} ms (none leads just now; a takeover takes a few seconds): it was not applied, try again`;
       if (this.#queue.finish(rowId, { ok: false, code: 'NO_LEADER', message }, Date.now())) {
-        metrics.clusterQueue.inc({ kind: 'action', outcome: 'timeout' });
+        metrics.clusterQueue.inc({ kind, outcome: 'timeout' });
         throw new NoLeaderError(message);
       }
       result = this.#queue.result(rowId); // the leader applied it at the last moment
@@ -374,7 +541,7 @@ export class ClusterLeadership implements IncidentDecisions {
       if (result.code === 'NO_LEADER') throw new NoLeaderError(result.message);
       throw new ApiError(result.code in ERRORS ? (result.code as ErrorCode) : 'INTERNAL', result.message);
     }
-    return incidents.get(id, user);
+    return result;
   }
 
   /** A queued row's result, once the leader marked it done (woken by NOTIFY, polled as well); undefined past the deadline. */
@@ -402,7 +569,8 @@ export class ClusterLeadership implements IncidentDecisions {
 
   /**
    * The hub for the broadcast service: its messages go to this instance's dashboards and, over
-   * NOTIFY, to every other instance's. (Broadcast jobs run where they were created, leader or not.)
+   * NOTIFY, to every other instance's. (Only the leader runs jobs; a follower's service publishes
+   * nothing but its own dashboards' snapshots.)
    */
   broadcastHub(): Pick<PushHub, 'publish' | 'onAttach'> {
     const { hub } = this.#ctx;
@@ -521,6 +689,35 @@ function isQueuedAction(x: unknown): x is QueuedAction {
     Array.isArray(x.user.grids) &&
     isObject(x.input)
   );
+}
+
+function isOperator(x: unknown): x is Operator {
+  return isObject(x) && typeof x.username === 'string' && typeof x.displayName === 'string';
+}
+
+function isQueuedBroadcast(x: unknown): x is QueuedBroadcast {
+  if (!isObject(x) || !isOperator(x.operator)) return false;
+  if (x.op === 'create') return isObject(x.request) && isObject(x.request.target) && isObject(x.request.content);
+  if (x.op === 'retry') return typeof x.id === 'string';
+  if (x.op === 'cancel') return typeof x.id === 'string' && (x.reason === undefined || typeof x.reason === 'string');
+  return false;
+}
+
+function isQueuedAck(x: unknown): x is QueuedAck {
+  return (
+    isObject(x) &&
+    typeof x.poleId === 'string' &&
+    typeof x.receivedAt === 'number' &&
+    isObject(x.ack) &&
+    typeof x.ack.cmdId === 'string' &&
+    typeof x.ack.status === 'string' &&
+    typeof x.ack.ts === 'number' &&
+    (x.ack.reason === undefined || typeof x.ack.reason === 'string')
+  );
+}
+
+function isBroadcastJob(x: unknown): x is BroadcastJob {
+  return isObject(x) && typeof x.id === 'string' && typeof x.status === 'string' && isObject(x.counts);
 }
 
 function isClusterEvent(x: unknown): x is ClusterEvent {

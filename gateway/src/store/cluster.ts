@@ -1,9 +1,11 @@
 /**
  * The cluster's queue to its leader (PostgreSQL only, schema version 4): the signals a follower's
- * rules raise and the incident decisions its users take wait here, in order, for the instance
- * holding the lease (cluster/leadership.ts). A row is done once the leader has applied it — for a
- * decision, in the same transaction as the decision itself, so it is applied once or not at all;
- * for a signal, right after, and a signal applied by a leader that died before marking it is
+ * rules raise, the incident decisions its users take, the broadcasts they create, cancel or
+ * re-send and the pole acks the follower ingests wait here, in order, for the instance holding
+ * the lease (cluster/leadership.ts). A row is done once the leader has applied it — for a
+ * decision or a broadcast command, in the same transaction as the change itself, so it is applied
+ * once or not at all; for an ack, in the transaction that stores the progress it made; for a
+ * signal, right after, and a signal applied by a leader that died before marking it is
  * recognised by its (device, kind, ts, receivedAt) in the incident's signals.
  *
  * Inserting a row and marking it done each NOTIFY (at commit): `gs_cluster_queue` wakes the
@@ -14,7 +16,7 @@ import type { PgSql } from './postgres-sql.js';
 export const QUEUE_CHANNEL = 'gs_cluster_queue';
 export const DONE_CHANNEL = 'gs_cluster_done';
 
-export type QueueKind = 'signal' | 'action';
+export type QueueKind = 'signal' | 'action' | 'broadcast' | 'ack';
 
 export interface QueueRow {
   id: number;
@@ -25,8 +27,8 @@ export interface QueueRow {
   body: unknown;
 }
 
-/** What became of a row: applied, or refused with an API error code and message. */
-export type QueueResult = { ok: true } | { ok: false; code: string; message: string };
+/** What became of a row: applied (with what the leader answers, for a broadcast command), or refused with an API error code and message. */
+export type QueueResult = { ok: true; value?: unknown } | { ok: false; code: string; message: string };
 
 export interface ClusterQueue {
   /** Queues a row (and wakes the leader); returns its id. */
