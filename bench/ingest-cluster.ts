@@ -23,10 +23,15 @@
  *                             (lost is null, and `undrained` says how many were still queued, when
  *                             the instances had not caught up within --drain-timeout-s)
  * And across phases: `ratio_to_one_instance` (each phase over the 1-instance phase) and
- * `ratio_to_limit` (over the raw consumer). Progress on stderr; one JSON line last on stdout.
+ * `ratio_to_limit` (over the raw consumer).
+ *
+ * `--instance-cpu 0.25` caps each gateway instance at that many cores (a cgroup v1 `cpu` group per
+ * instance with a CFS quota; root only): on a 2-core machine whose broker is the limit, it makes
+ * each instance the bottleneck, as on a deployment where instances are small next to the broker
+ * cluster, so that the 2-instance phase can show what a second instance adds. Progress on stderr; one JSON line last on stdout.
  * Exit 0 even when a target is missed; non-zero only when the benchmark itself failed.
  */
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmdirSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -79,6 +84,8 @@ const { values: args } = parseArgs({
     'skip-limit': { type: 'boolean', default: false },
     /** JSON merged into each instance's gateway config section. */
     'gateway-config': { type: 'string', default: '{}' },
+    /** Cores each gateway instance may use (a CFS quota); unset: no cap. */
+    'instance-cpu': { type: 'string' },
     'log-level': { type: 'string', default: 'warn' },
   },
 });
@@ -94,6 +101,33 @@ const rate = parseIntArg(args.rate, 'rate', 0, 10_000_000);
 const drainTimeoutMs = parseIntArg(args['drain-timeout-s'], 'drain-timeout-s', 5, 3600) * 1000;
 const phases = args.instances.split(',').map((s) => parseIntArg(s.trim(), 'instances', 1, 8));
 const gatewayOverrides = JSON.parse(args['gateway-config']) as Record<string, unknown>;
+const instanceCpu = args['instance-cpu'] === undefined ? null : Number(args['instance-cpu']);
+if (instanceCpu !== null && !(instanceCpu >= 0.05 && instanceCpu <= 64)) {
+  process.stderr.write(`--instance-cpu must be a number of cores between 0.05 and 64, not ${args['instance-cpu']}\n`);
+  process.exit(2);
+}
+const CPU_CGROUP_ROOT = '/sys/fs/cgroup/cpu';
+
+/**
+ * Puts a process (all its threads) in a cgroup v1 `cpu` group of its own, capped at `cores`;
+ * returns the group's directory (removed by the caller once the process has exited).
+ */
+function capCpu(pid: number, label: string, cores: number): string {
+  if (!existsSync(`${CPU_CGROUP_ROOT}/cpu.cfs_quota_us`)) {
+    throw new Error(`--instance-cpu needs the cgroup v1 cpu controller at ${CPU_CGROUP_ROOT} (not found)`);
+  }
+  const dir = `${CPU_CGROUP_ROOT}/gs-bench-${process.pid}-${label}`;
+  try {
+    mkdirSync(dir);
+    const periodUs = 100_000;
+    writeFileSync(`${dir}/cpu.cfs_period_us`, String(periodUs));
+    writeFileSync(`${dir}/cpu.cfs_quota_us`, String(Math.round(cores * periodUs)));
+    writeFileSync(`${dir}/cgroup.procs`, String(pid));
+  } catch (err) {
+    throw new Error(`--instance-cpu: could not set up ${dir} (${(err as Error).message}; it needs root)`);
+  }
+  return dir;
+}
 const sources = Array.from({ length: sourceCount }, (_, i) => `127.0.0.${i + 2}`);
 const SHARE_GROUP = 'greenshield';
 const FILTER = `$share/${SHARE_GROUP}/gs/v1/devices/+/telemetry`;
@@ -268,8 +302,19 @@ async function startInstance(n: number, index: number, mq: MosquittoServer, infl
     if (ok) break;
     await sleep(100);
   }
-  process.stderr.write(`[${label}] ready: pid ${ready.pid}, http ${ready.httpPort}\n`);
-  return { label, httpPort: ready.httpPort, sampler: new ProcSampler(ready.pid), crashed: () => crashed, stop: () => stopChild(child, 30_000) };
+  const cgroup = instanceCpu === null ? null : capCpu(ready.pid, label, instanceCpu);
+  process.stderr.write(`[${label}] ready: pid ${ready.pid}, http ${ready.httpPort}${cgroup ? `, capped at ${instanceCpu} cores (${cgroup})` : ''}\n`);
+  const stop = async () => {
+    await stopChild(child, 30_000);
+    if (cgroup) {
+      try {
+        rmdirSync(cgroup);
+      } catch (err) {
+        process.stderr.write(`[${label}] could not remove ${cgroup}: ${(err as Error).message}\n`);
+      }
+    }
+  };
+  return { label, httpPort: ready.httpPort, sampler: new ProcSampler(ready.pid), crashed: () => crashed, stop };
 }
 
 async function countStored(influx: InfluxServer, db: string): Promise<number> {
@@ -423,6 +468,7 @@ try {
     warmup_s: warmup,
     window_per_connection: window,
     rate_target_msg_per_s: rate === 0 ? null : rate,
+    instance_cpu_cap_cores: instanceCpu,
     limit_msg_per_s: limit ? round(limit.msgPerSec, 0) : null,
     limit_broker_ingress_msg_per_s: limit ? round(limit.brokerIngress, 0) : null,
     limit_broker_cpu_percent: limit ? round(limit.brokerCpu, 0) : null,
