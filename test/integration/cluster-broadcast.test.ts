@@ -27,6 +27,7 @@ import type { DeviceCommand } from '../../protocol/payloads.js';
 import { topics } from '../../protocol/topics.js';
 import type { ServerMessage } from '../../protocol/ws.js';
 import { spawnGateway, type GatewayProcess } from '../helpers/gateway-process.js';
+import { isLeader, liveDashboard, signIn } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/gateway.js';
 import { startMosquitto, type MosquittoServer } from '../helpers/mosquitto.js';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.js';
@@ -72,20 +73,13 @@ async function start(name: string): Promise<GatewayProcess> {
   return p;
 }
 
-async function isLeader(p: GatewayProcess): Promise<boolean> {
-  const text = await (await fetch(`${p.httpUrl}/metrics`)).text();
-  return /^gs_cluster_leader 1$/m.test(text);
-}
-
 async function metric(p: GatewayProcess, pattern: RegExp): Promise<number> {
   const m = pattern.exec(await (await fetch(`${p.httpUrl}/metrics`)).text());
   return m ? Number(m[1]) : 0;
 }
 
 async function token(p: GatewayProcess): Promise<string> {
-  const res = await fetch(`${p.httpUrl}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: OFFICER.username, password: OFFICER.password }) });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { token: string }).token;
+  return signIn(p, OFFICER.username, OFFICER.password);
 }
 
 async function api(p: GatewayProcess, path: string, body?: unknown): Promise<Response> {
@@ -104,14 +98,7 @@ async function job(p: GatewayProcess, id: string): Promise<{ broadcast: Broadcas
 
 /** A signed-in dashboard on one instance: every message it was sent. */
 async function dashboard(p: GatewayProcess): Promise<ServerMessage[]> {
-  const messages: ServerMessage[] = [];
-  const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/ws`, { headers: { authorization: `Bearer ${await token(p)}` } });
-  sockets.push(ws);
-  ws.on('message', (data) => messages.push(JSON.parse(String(data)) as ServerMessage));
-  ws.on('error', () => undefined);
-  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-  await waitFor(() => messages.some((m) => m.type === 'broadcasts.snapshot'), { what: 'broadcast snapshot' });
-  return messages;
+  return liveDashboard(p, await token(p), 'broadcasts.snapshot', sockets);
 }
 
 /** The last state each pole reached in a job's progress messages on one dashboard. */

@@ -26,6 +26,7 @@ import { topics } from '../../protocol/topics.js';
 import type { ServerMessage } from '../../protocol/ws.js';
 import { planFire } from '../../simulators/src/scenario/fire.js';
 import { spawnGateway, type GatewayProcess } from '../helpers/gateway-process.js';
+import { isLeader, liveDashboard, signIn } from '../helpers/cluster.js';
 import { CONFIG_DIR, waitFor } from '../helpers/gateway.js';
 import { startMosquitto, type MosquittoServer } from '../helpers/mosquitto.js';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.js';
@@ -85,28 +86,13 @@ async function start(name: string): Promise<GatewayProcess & { name: string }> {
   return p;
 }
 
-async function isLeader(p: GatewayProcess): Promise<boolean> {
-  const text = await (await fetch(`${p.httpUrl}/metrics`)).text();
-  return /^gs_cluster_leader 1$/m.test(text);
-}
-
 async function token(p: GatewayProcess, username: string): Promise<string> {
-  const user = USERS.find((u) => u.username === username)!;
-  const res = await fetch(`${p.httpUrl}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password: user.password }) });
-  expect(res.status).toBe(200);
-  return ((await res.json()) as { token: string }).token;
+  return signIn(p, username, USERS.find((u) => u.username === username)!.password);
 }
 
 /** A signed-in dashboard on one instance: every message it was sent. */
 async function dashboard(p: GatewayProcess, username = 'cl-viewer'): Promise<ServerMessage[]> {
-  const messages: ServerMessage[] = [];
-  const ws = new WebSocket(`${p.httpUrl.replace('http', 'ws')}/ws`, { headers: { authorization: `Bearer ${await token(p, username)}` } });
-  sockets.push(ws);
-  ws.on('message', (data) => messages.push(JSON.parse(String(data)) as ServerMessage));
-  ws.on('error', () => undefined);
-  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-  await waitFor(() => messages.some((m) => m.type === 'incidents.snapshot'), { what: 'incident snapshot' });
-  return messages;
+  return liveDashboard(p, await token(p, username), 'incidents.snapshot', sockets);
 }
 
 const incidentMessages = (messages: ServerMessage[], id: string) =>

@@ -34,7 +34,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { LedgerDevice } from '../../../config/ledger.js';
 import type { GatewayConfig } from '../../../config/schema.js';
-import type { EscalationLevel, Incident, IncidentDetail, Severity, SignalKind } from '../../../protocol/incidents.js';
+import type { EscalationLevel, Incident, IncidentDetail } from '../../../protocol/incidents.js';
 import type { BroadcastJob, BroadcastRequest, BroadcastServerMessage } from '../../../protocol/broadcasts.js';
 import type { CommandAck } from '../../../protocol/payloads.js';
 import type { ServerMessage } from '../../../protocol/ws.js';
@@ -70,18 +70,8 @@ const NOTIFY_MAX_BYTES = 7900;
 /** How often a waiting follower looks at its decision's row besides on NOTIFY. */
 const RESULT_POLL_MS = 200;
 
-interface QueuedSignal {
-  deviceId: string;
-  kind: SignalKind;
-  ts: number;
-  receivedAt: number;
-  severity: Severity;
-  bearingDeg: number | null;
-  confidence: number | null;
-  value: number | null;
-  repeats: number;
-  clear: boolean;
-}
+/** A signal as it waits in the queue: the device by id (the leader looks it up in its ledger). */
+type QueuedSignal = Omit<Signal, 'device'> & { deviceId: string };
 
 interface QueuedAction {
   incidentId: string;
@@ -656,7 +646,8 @@ export class ClusterLeadership implements IncidentDecisions {
 }
 
 function queuedSignal(s: Signal): QueuedSignal {
-  return { deviceId: s.device.id, kind: s.kind, ts: s.ts, receivedAt: s.receivedAt, severity: s.severity, bearingDeg: s.bearingDeg, confidence: s.confidence, value: s.value, repeats: s.repeats, clear: s.clear };
+  const { device, ...rest } = s;
+  return { ...rest, deviceId: device.id };
 }
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
