@@ -5,7 +5,7 @@
  * InfluxDB is deliberately unreachable here: this is about the spool; the integration tests
  * (storage-outage, fault-influx-stall, fault-gateway-kill) run the same worker against InfluxDB.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -97,4 +97,33 @@ describe('storage worker thread', () => {
       await writer.stop();
     }
   });
+
+  it('puts every byte of every line on disk in order: non-ASCII text, lines that outgrow the batch buffer, many batches', async () => {
+    const { writer } = makeWriter();
+    await writer.start();
+    try {
+      const expected: string[] = [];
+      const write = (l: string) => {
+        writer.writeLine(l);
+        expected.push(l);
+      };
+      // UTF-8 of more than one byte per character (Chinese names, a Latin-1 letter, an emoji),
+      // where a byte count taken from the string length would be short.
+      for (let i = 0; i < 50; i++) write(`event,device=cam-${i} note="茶山竹海 山火预警 ${i} é 🔥" ${1_700_000_000_000 + i}`);
+      await writer.barrier();
+      // One line larger than the first batch buffer (64 kB) and a batch of many small ones.
+      write(`event,device=big note="${'火'.repeat(40_000)}" 1700000001000`);
+      for (let i = 0; i < 5000; i++) write(line(i));
+      await writer.barrier();
+      for (let i = 0; i < 3; i++) write(`event,device=cam-${i} note="第${i}批" ${1_700_000_002_000 + i}`);
+      await writer.barrier();
+      expect(writer.buffered).toBe(expected.length);
+      const spool = join(dir, 'spool');
+      const segs = readdirSync(spool).filter((f) => f.endsWith('.seg')).sort();
+      const onDisk = Buffer.concat(segs.map((f) => readFileSync(join(spool, f))));
+      expect(onDisk.equals(Buffer.from(`${expected.join('\n')}\n`, 'utf8'))).toBe(true);
+    } finally {
+      await writer.stop();
+    }
+  }, 30_000);
 });

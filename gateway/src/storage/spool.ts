@@ -63,6 +63,16 @@ function newGroup(): Group {
   return { promise, resolve, reject };
 }
 
+/** One buffer for a commit's write; a single chunk is written as it is (no copy). */
+function toBytes(pending: Array<string | Uint8Array>): Buffer {
+  if (pending.length === 1) {
+    const only = pending[0]!;
+    return typeof only === 'string' ? Buffer.from(only) : Buffer.from(only.buffer, only.byteOffset, only.byteLength);
+  }
+  if (pending.every((p) => typeof p === 'string')) return Buffer.from(pending.join(''));
+  return Buffer.concat(pending.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
+}
+
 const SEG_RE = /^(\d{8})\.seg$/;
 const segName = (id: number) => `${String(id).padStart(8, '0')}.seg`;
 
@@ -70,7 +80,8 @@ export class Spool {
   readonly #opts: Required<Omit<SpoolOptions, 'onCommit'>> & Pick<SpoolOptions, 'onCommit'>;
   readonly #segments: Segment[] = [];
   #writer: FileHandle | undefined;
-  #pending: string[] = [];
+  /** Appended since the last commit: lines (append) and UTF-8 chunks (appendChunk). */
+  #pending: Array<string | Uint8Array> = [];
   #pendingBytes = 0;
   #pendingLines = 0;
   #group: Group = newGroup();
@@ -153,11 +164,11 @@ export class Spool {
     this.#scheduleCommit();
   }
 
-  /** Appends `lines` newline-terminated lines at once (a batch another thread already joined). */
-  appendChunk(text: string, lines: number): void {
+  /** Appends `lines` newline-terminated lines at once (UTF-8 bytes another thread already joined). */
+  appendChunk(chunk: Uint8Array, lines: number): void {
     if (lines <= 0) return;
-    this.#pending.push(text);
-    this.#pendingBytes += Buffer.byteLength(text);
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.byteLength;
     this.#pendingLines += lines;
     this.#unackedLines += lines;
     this.#scheduleCommit();
@@ -266,7 +277,7 @@ export class Spool {
     if (this.#pending.length === 0 || !this.#writer) return Promise.resolve();
     const group = this.#group;
     const lines = this.#pendingLines;
-    const chunk = Buffer.from(this.#pending.join(''));
+    const chunk = toBytes(this.#pending);
     this.#inflightGroup = group;
     this.#group = newGroup();
     this.#pending = [];

@@ -27,11 +27,11 @@ function forwardingLog(bindings: Record<string, unknown>): WriterLog {
 }
 
 let received = 0;
-let receivedChars = 0;
+let receivedBytes = 0;
 let progressQueued = false;
 let writer: InlineSeriesWriter | undefined;
 
-const progress = (): Progress => ({ backlog: writer?.buffered ?? 0, bytes: writer?.bytes ?? 0, received, receivedChars });
+const progress = (): Progress => ({ backlog: writer?.buffered ?? 0, bytes: writer?.bytes ?? 0, received, receivedBytes });
 /**
  * Backlog and spool size for the main thread's gauges, `buffered` and `full`: once per turn of
  * this thread's work (a write acknowledged, a batch appended), not once per call.
@@ -65,12 +65,12 @@ port.on('message', (m: ToWorker) => {
     if (!w) return post({ t: 'commitFailed', group: m.group, message: 'storage worker not started', progress: progress() });
     appending = true;
     try {
-      w.appendChunk(m.text, m.lines);
+      w.appendChunk(m.bytes, m.lines);
     } finally {
       appending = false;
     }
     received += m.lines;
-    receivedChars += m.text.length;
+    receivedBytes += m.bytes.byteLength;
     const barrier = w.barrier();
     if (!barrier) return post({ t: 'commitFailed', group: m.group, message: 'storage is stopping', progress: progress() });
     barrier.then(

@@ -109,11 +109,11 @@ export class InlineSeriesWriter implements SeriesWriter {
     this.#appended();
   }
 
-  /** Appends `lines` newline-terminated lines joined by the caller (the worker's input). */
-  appendChunk(text: string, lines: number): void {
+  /** Appends `lines` newline-terminated lines (UTF-8) joined by the caller (the worker's input). */
+  appendChunk(chunk: Uint8Array, lines: number): void {
     const spool = this.#spool;
     if (!spool || this.#stopped) return;
-    spool.appendChunk(text, lines);
+    spool.appendChunk(chunk, lines);
     this.#appended();
   }
 
