@@ -114,4 +114,13 @@ describe('line protocol', () => {
     ).toBe('water\\ tank,device=tank\\=1,grid=G\\,1 levelMm=1200,note="say \\"hi\\"\\\\",ok=true 1767225600123');
     expect(toLine({ measurement: 'm', tags: {}, fields: { x: Number.POSITIVE_INFINITY }, ts: 1 })).toBeUndefined();
   });
+
+  it('writes numbers exactly as String(n) does, so that InfluxDB reads back the same float', () => {
+    const edge = [0, -0, 1, -1.5, 0.1, 0.1 + 0.2, 1 / 3, 1e21, 1e-7, 123456789.125, 2 ** 53, 5e-324, 1.7976931348623157e308, -273.15];
+    let seed = 7;
+    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5) * 10 ** ((seed % 40) - 20);
+    for (const x of [...edge, ...Array.from({ length: 2000 }, random)]) {
+      expect(toLine({ measurement: 'm', tags: {}, fields: { x }, ts: 1767225600123.9 })).toBe(`m x=${String(x)} 1767225600123`);
+    }
+  });
 });

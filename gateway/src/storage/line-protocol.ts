@@ -25,6 +25,15 @@ export function linePrefix(measurement: string, tags: Readonly<Record<string, st
   return line;
 }
 
+/**
+ * The same text as String(n) for a finite number (both are ECMAScript's Number::toString), made
+ * without V8's number-to-string cache: String(n) puts every new value's string in that cache,
+ * which keeps it alive past the next young-generation GC, so at 10,000 readings/s the readings'
+ * digits were a third of everything the gateway promoted to the old generation (sampling heap
+ * profile of bench:alert-latency). JSON.stringify formats into a fresh string, and is faster.
+ */
+const numberText: (n: number) => string = JSON.stringify;
+
 // Field keys repeat on every point of a kind: escape each once. Bounded, since a device could
 // (within its schema) send keys we have never seen.
 const fieldKeys = new Map<string, string>();
@@ -50,7 +59,7 @@ export function lineWithPrefix(prefix: string, fields: Readonly<Record<string, n
     let encoded: string;
     if (typeof value === 'number') {
       if (!Number.isFinite(value)) continue;
-      encoded = String(value); // no `i` suffix: a float, whether or not it is whole
+      encoded = numberText(value); // no `i` suffix: a float, whether or not it is whole
     } else if (typeof value === 'boolean') {
       encoded = value ? 'true' : 'false';
     } else if (typeof value === 'string') {
@@ -61,5 +70,5 @@ export function lineWithPrefix(prefix: string, fields: Readonly<Record<string, n
     out += `${out === '' ? ' ' : ','}${fieldKey(key)}=${encoded}`;
   }
   if (out === '') return undefined;
-  return `${prefix}${out} ${Math.trunc(ts)}`;
+  return `${prefix}${out} ${numberText(Math.trunc(ts))}`;
 }
