@@ -321,7 +321,10 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 export function gitCommit(): { commit: string; dirty: string[]; diffSha: string | null } {
   // A tree exported with `git archive` has no .git: the runner names the commit.
   if (process.env.GS_BENCH_COMMIT) return { commit: process.env.GS_BENCH_COMMIT, dirty: [], diffSha: null };
-  const paths = ['gateway', 'config', 'protocol', 'scripts'];
+  // Everything a benchmark's figures can depend on: the gateway and what it loads, the benchmarks
+  // themselves (load generators, fleets), the dashboard (bench:map), the agent and simulators
+  // (bench:replay, bench:video) and the dependency lock.
+  const paths = ['gateway', 'config', 'protocol', 'scripts', 'bench', 'dashboard', 'edge-agent', 'simulators', 'package.json', 'package-lock.json'];
   try {
     const git = (...a: string[]) => execFileSync('git', ['-C', REPO, ...a], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
     const commit = git('rev-parse', '--short', 'HEAD').trim();
