@@ -13,6 +13,12 @@ export async function isLeader(p: GatewayProcess): Promise<boolean> {
   return /^gs_cluster_leader 1$/m.test(text);
 }
 
+/** Waits until one of two instances leads; which one and the other. */
+export async function leaderOf<P extends GatewayProcess>(a: P, b: P): Promise<{ leader: P; follower: P }> {
+  const leader = await waitFor(async () => ((await isLeader(a)) ? a : (await isLeader(b)) ? b : undefined), { timeoutMs: 10_000, what: 'a leader' });
+  return { leader, follower: leader === a ? b : a };
+}
+
 /** A session token for a configured user (fails the test on a refused sign-in). */
 export async function signIn(p: GatewayProcess, username: string, password: string): Promise<string> {
   const res = await fetch(`${p.httpUrl}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) });

@@ -27,7 +27,7 @@ import type { DeviceCommand } from '../../protocol/payloads.js';
 import { topics } from '../../protocol/topics.js';
 import type { ServerMessage } from '../../protocol/ws.js';
 import { spawnGateway, type GatewayProcess } from '../helpers/gateway-process.js';
-import { isLeader, liveDashboard, signIn } from '../helpers/cluster.js';
+import { isLeader, leaderOf, liveDashboard, signIn } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/gateway.js';
 import { startMosquitto, type MosquittoServer } from '../helpers/mosquitto.js';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.js';
@@ -168,8 +168,7 @@ afterAll(async () => {
 describe('broadcast jobs on two gateways on Mosquitto and PostgreSQL', () => {
   it('run on the leader: a follower’s broadcast reaches each pole once; a pole back online gets what waited; a scheduled one survives its leader’s SIGKILL, run once; none without a leader', async () => {
     const [a, b] = await Promise.all([start('gw-one'), start('gw-two')]);
-    const leader = await waitFor(async () => ((await isLeader(a)) ? a : (await isLeader(b)) ? b : undefined), { timeoutMs: 10_000, what: 'a leader' });
-    const follower = leader === a ? b : a;
+    const { leader, follower } = await leaderOf(a, b);
     const [onLeader, onFollower] = await Promise.all([dashboard(leader), dashboard(follower)]);
     // The poles' agent says they are online (each instance hears it from its own share or its peer's).
     for (const pole of POLES) await poleState(pole, 'online');

@@ -26,7 +26,7 @@ import { topics } from '../../protocol/topics.js';
 import type { ServerMessage } from '../../protocol/ws.js';
 import { planFire } from '../../simulators/src/scenario/fire.js';
 import { spawnGateway, type GatewayProcess } from '../helpers/gateway-process.js';
-import { isLeader, liveDashboard, signIn } from '../helpers/cluster.js';
+import { isLeader, leaderOf, liveDashboard, signIn } from '../helpers/cluster.js';
 import { CONFIG_DIR, waitFor } from '../helpers/gateway.js';
 import { startMosquitto, type MosquittoServer } from '../helpers/mosquitto.js';
 import { startPostgres, type PostgresServer } from '../helpers/postgres.js';
@@ -142,8 +142,7 @@ afterAll(async () => {
 describe('two gateways on Mosquitto and PostgreSQL, the leader killed mid-scenario', () => {
   it('takes over within seconds; one incident; the escalation due after the kill fires once; every dashboard sees it', async () => {
     const [a, b] = await Promise.all([start('gw-one'), start('gw-two')]);
-    const leader = await waitFor(async () => ((await isLeader(a)) ? a : (await isLeader(b)) ? b : undefined), { timeoutMs: 10_000, what: 'a leader' });
-    const follower = leader === a ? b : a;
+    const { leader, follower } = await leaderOf(a, b);
     expect(await isLeader(follower)).toBe(false);
     const [onLeader, onFollower] = await Promise.all([dashboard(leader), dashboard(follower)]);
 
