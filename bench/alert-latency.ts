@@ -33,6 +33,7 @@
  *                         (counted after the gateway's buffer drained; null with --no-influx)
  *   gateway_runqueue_wait_percent  wall time the gateway's main thread was runnable but had no
  *                         CPU (/proc/<pid>/schedstat): what other processes cost it
+ *   spool_commits_per_s   the gateway's spool group commits per second over the window
  *
  * `--series-out FILE` adds a time series (JSON lines); `--gateway-cpu-prof DIR` a V8 profile.
  * Figures and how to read them: docs/BENCHMARKS.md, "Alert latency".
@@ -593,6 +594,7 @@ try {
   gatewayWait.markEnd();
   selfWait.markEnd();
   const after = await scrape();
+  const windowSeconds = (performance.now() - windowStart) / 1000;
   const lastLagP99 = after.one('gs_nodejs_eventloop_lag_p99_seconds');
   if (Number.isFinite(lastLagP99)) lagP99s.push(lastLagP99 * 1000);
   lagMax = Math.max(lagMax, (after.one('gs_nodejs_eventloop_lag_max_seconds') || 0) * 1000);
@@ -749,6 +751,7 @@ try {
     gateway_cpu_percent: round(gatewaySampler.cpuPercent, 0),
     gateway_cpu_us_per_msg: round(gatewaySampler.cpuPercent === null || bg.ackedPerSec <= 0 ? null : (gatewaySampler.cpuPercent * 1e4) / bg.ackedPerSec, 1),
     gateway_runqueue_wait_percent: round(gatewayWait.waitPercent, 1),
+    spool_commits_per_s: round((after.one('gs_spool_commit_seconds_count') - before.one('gs_spool_commit_seconds_count')) / windowSeconds, 0),
     bench_main_runqueue_wait_percent: round(selfWait.waitPercent, 1),
     rss_mb: round(gatewaySampler.peakRssMb, 0),
     influxd_cpu_percent: round(influxSampler?.cpuPercent, 0),

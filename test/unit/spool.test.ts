@@ -13,8 +13,16 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-async function openSpool(opts: { maxBytes?: number; segmentBytes?: number } = {}): Promise<Spool> {
-  const spool = new Spool({ dir, maxBytes: opts.maxBytes ?? 1 << 30, fsync: true, commitIntervalMs: 1, log, ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}) });
+async function openSpool(opts: { maxBytes?: number; segmentBytes?: number; commitIntervalMs?: number; onCommit?: () => void } = {}): Promise<Spool> {
+  const spool = new Spool({
+    dir,
+    maxBytes: opts.maxBytes ?? 1 << 30,
+    fsync: true,
+    commitIntervalMs: opts.commitIntervalMs ?? 1,
+    log,
+    ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}),
+    ...(opts.onCommit ? { onCommit: opts.onCommit } : {}),
+  });
   await spool.open();
   return spool;
 }
@@ -32,6 +40,26 @@ describe('gateway spool', () => {
     spool.ack(batch!.end, batch!.lines);
     expect(spool.backlog).toBe(2);
     expect(lines(spool.readBatch(100, 1 << 20))).toEqual(['m v=3 1003', 'm v=4 1004']);
+    await spool.close();
+  });
+
+  it('starts group commits at least commitIntervalMs apart, and at once after a quiet spell', async () => {
+    let commits = 0;
+    const spool = await openSpool({ commitIntervalMs: 1000, onCommit: () => commits++ });
+    const t0 = performance.now();
+    spool.append('m v=0 0');
+    await spool.barrier();
+    // Nothing was committed for longer than the interval: this one is not held back for it.
+    expect(performance.now() - t0).toBeLessThan(500);
+    // Lines over the next turns wait until the interval since the last commit is over, then go together.
+    for (let i = 1; i <= 10; i++) {
+      spool.append(`m v=${i} ${i}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await spool.barrier();
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(990);
+    expect(commits).toBe(2);
+    expect(lines(spool.readBatch(100, 1 << 20))).toHaveLength(11);
     await spool.close();
   });
 

@@ -23,9 +23,9 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-function makeWriter() {
+function makeWriter(spool: { commitIntervalMs?: number } = {}) {
   // Port 1 on loopback: refused at once, so InfluxDB stays down and everything stays in the spool.
-  const { config } = resolveConfig({ gateway: { influx: { url: 'http://127.0.0.1:1', database: 'x' }, dataDir: dir } }, { source: 'test', baseDir: dir });
+  const { config } = resolveConfig({ gateway: { influx: { url: 'http://127.0.0.1:1', database: 'x' }, dataDir: dir, spool } }, { source: 'test', baseDir: dir });
   const influx = config.gateway!.influx;
   const statuses: StorageStatus[] = [];
   const metrics = createMetrics();
@@ -67,6 +67,49 @@ describe('storage worker thread', () => {
       for (let i = 200; i < 210; i++) writer.writeLine(line(i));
       await writer.barrier();
       expect(writer.buffered).toBe(110);
+    } finally {
+      await writer.stop();
+    }
+  }, 30_000);
+
+  it('sends batches at least commitIntervalMs apart, and at once after a quiet spell', async () => {
+    const { writer, metrics } = makeWriter({ commitIntervalMs: 1000 });
+    const commits = async () => (await metrics.spoolCommitSeconds.get()).values.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+    await writer.start();
+    try {
+      const before = await commits();
+      const t0 = performance.now();
+      writer.writeLine(line(0));
+      await writer.barrier();
+      // Nothing was sent for longer than the interval: this line is not held back for it.
+      expect(performance.now() - t0).toBeLessThan(500);
+      // Lines over the next turns wait until the interval since the last batch is over, then go as one batch.
+      for (let i = 1; i <= 10; i++) {
+        writer.writeLine(line(i));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await writer.barrier();
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(990);
+      await waitFor(async () => (await commits()) - before >= 2, { timeoutMs: 2000, what: 'two commits' });
+      expect((await commits()) - before).toBe(2);
+      expect(writer.buffered).toBe(11);
+
+      // The last batch went just now, but one connection with 16 messages in this one does not
+      // wait out the interval: its PUBACKs share a write anyway (an agent emptying its outbox).
+      const agent = {};
+      const other = {};
+      const acked: number[] = [];
+      const t1 = performance.now();
+      for (let i = 11; i < 27; i++) {
+        writer.writeLine(line(i));
+        writer.whenDurable(() => acked.push(i), agent);
+        writer.whenDurable(() => undefined, other);
+        if (i === 20) expect(writer.barrier()).toBeDefined(); // counts for no one
+      }
+      await writer.barrier();
+      expect(performance.now() - t1).toBeLessThan(500);
+      expect(acked).toHaveLength(16);
+      expect(writer.buffered).toBe(27);
     } finally {
       await writer.stop();
     }

@@ -33,13 +33,14 @@ import { FailureLimiter, SecretVerifier } from './verifier.js';
 /** What the broker needs from storage so that a QoS1 PUBACK means "on disk" (the spool). */
 export interface Durability {
   readonly full: boolean;
-  barrier(): Promise<void> | undefined;
+  /** `publisher`: the connection the waiting message came on. */
+  barrier(publisher?: object): Promise<void> | undefined;
 }
 
 /** The embedded broker waits per publish: barrier() as a callback, without a promise each. */
 export interface CallbackDurability extends Durability {
   /** Calls cb once everything written so far is on disk; false (cb never called) when nothing is pending. */
-  whenDurable(cb: (err?: Error) => void): boolean;
+  whenDurable(cb: (err?: Error) => void, publisher?: object): boolean;
 }
 
 export interface BrokerContext {
@@ -210,7 +211,7 @@ export class EmbeddedBroker implements GatewayBroker {
           gate.leave();
           if (err) metrics.spoolRefused.inc({ reason: 'write_failed' });
           done(err ?? null);
-        });
+        }, client ?? undefined);
         if (!waiting) {
           gate.leave();
           done(null);

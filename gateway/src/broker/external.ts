@@ -485,7 +485,8 @@ export class ExternalBroker implements GatewayBroker, ClusterLink {
     const { ingest, durability } = this.#ctx;
     const result = ingest.handle(msg.topic, msg.payload);
     // A rejected message is acknowledged too (counted and logged by ingest): redelivery cannot fix it.
-    const durable = result.ok ? durability.barrier() : undefined;
+    // One publisher (the broker connection): a batch goes as soon as it holds a few of its messages.
+    const durable = result.ok ? durability.barrier(this) : undefined;
     const previous = this.#ackTail;
     this.#ackTail = (durable ? Promise.all([previous, durable]) : previous).then(
       () => this.#acknowledge(msg),

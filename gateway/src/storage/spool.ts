@@ -31,6 +31,7 @@ export interface SpoolOptions {
   dir: string;
   maxBytes: number;
   fsync: boolean;
+  /** Group commits start at least this far apart (ms); 0: each at the end of the turn it was asked in. */
   commitIntervalMs: number;
   segmentBytes?: number;
   log: WriterLog;
@@ -89,6 +90,8 @@ export class Spool {
   /** The group being written now; its waiters learn whether it reached the disk. */
   #inflightGroup: Group | undefined;
   #commitTimer: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  /** performance.now() when the last group commit started. */
+  #lastCommitAt = Number.NEGATIVE_INFINITY;
   #reader: SpoolCursor = { seg: 0, offset: 0 };
   #acked: SpoolCursor = { seg: 0, offset: 0 };
   #readFds = new Map<number, number>();
@@ -270,11 +273,14 @@ export class Spool {
       this.#commitTimer = undefined;
       void this.#commit();
     };
-    this.#commitTimer = this.#opts.commitIntervalMs === 0 ? setImmediate(run) : setTimeout(run, this.#opts.commitIntervalMs);
+    // Commits start at least commitIntervalMs apart; after a quiet spell the next one goes at the end of this turn.
+    const wait = this.#lastCommitAt + this.#opts.commitIntervalMs - performance.now();
+    this.#commitTimer = wait >= 1 ? setTimeout(run, wait) : setImmediate(run);
   }
 
   #commit(): Promise<void> {
     if (this.#pending.length === 0 || !this.#writer) return Promise.resolve();
+    this.#lastCommitAt = performance.now();
     const group = this.#group;
     const lines = this.#pendingLines;
     const chunk = toBytes(this.#pending);

@@ -53,14 +53,18 @@ export interface SeriesWriter {
   start(): Promise<void>;
   /** Appends one line of line protocol (no newline); durable with the next group commit. */
   writeLine(line: string): void;
-  /** Resolves when every line written so far is on disk; undefined if nothing is pending. */
-  barrier(): Promise<void> | undefined;
+  /**
+   * Resolves when every line written so far is on disk; undefined if nothing is pending.
+   * `publisher`: the connection whose message waits (batches are sent early once one connection
+   * has many messages in them; see worker-writer.ts).
+   */
+  barrier(publisher?: object): Promise<void> | undefined;
   /**
    * Calls `cb` once every line written so far is on disk, or with the error if that failed;
    * returns false (and never calls it) when nothing is pending. Same as barrier() without a
    * promise per caller: the broker calls it for every QoS1 publish.
    */
-  whenDurable(cb: (err?: Error) => void): boolean;
+  whenDurable(cb: (err?: Error) => void, publisher?: object): boolean;
   query(q: SeriesQuery): Promise<Array<[number, number]>>;
   /** Commits what is pending and gives InfluxDB a few seconds to take what is waiting. */
   stop(): Promise<void>;
