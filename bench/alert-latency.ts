@@ -34,12 +34,14 @@
  *   gateway_runqueue_wait_percent  wall time the gateway's main thread was runnable but had no
  *                         CPU (/proc/<pid>/schedstat): what other processes cost it
  *   spool_commits_per_s   the gateway's spool group commits per second over the window
+ *   gateway_pinned_cpu    '0' with --pin-gateway (the gateway alone on CPU 0), else null
  *
  * `--series-out FILE` adds a time series (JSON lines); `--gateway-cpu-prof DIR` a V8 profile.
  * Figures and how to read them: docs/BENCHMARKS.md, "Alert latency".
  */
+import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
@@ -95,6 +97,12 @@ const { values: args } = parseArgs({
     'loss-timeout-ms': { type: 'string', default: '5000' },
     'resolve-after-ms': { type: 'string', default: '1000' },
     'no-influx': { type: 'boolean', default: false },
+    /**
+     * Give the gateway a core of its own: all its threads on CPU 0, this process, the load generator
+     * and InfluxDB on the others (util-linux taskset). The shape of a deployment whose devices and
+     * dashboards are on other machines; without it all of them share every core.
+     */
+    'pin-gateway': { type: 'boolean', default: false },
     /** JSON merged into the gateway config section, e.g. '{"push":{"flushIntervalMs":100}}'. */
     'gateway-config': { type: 'string', default: '{}' },
     /** Write a V8 CPU profile of the gateway into this directory (node --cpu-prof). */
@@ -120,6 +128,15 @@ const lossTimeoutMs = parseIntArg(args['loss-timeout-ms'], 'loss-timeout-ms', 10
 const resolveAfterMs = parseIntArg(args['resolve-after-ms'], 'resolve-after-ms', 0, 60_000);
 const seed = parseIntArg(args.seed, 'seed', 0, 2 ** 31 - 1);
 const useInflux = !args['no-influx'];
+const pinGateway = args['pin-gateway'];
+if (pinGateway && availableParallelism() < 2) throw new Error('--pin-gateway needs at least 2 CPUs');
+/** CPUs for everything but the gateway when pinned. */
+const otherCpus = availableParallelism() > 2 ? `1-${availableParallelism() - 1}` : '1';
+
+/** Sets the CPU affinity of every thread of a process (taskset -a -p -c). */
+function pin(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
 const gatewayOverrides = JSON.parse(args['gateway-config']) as Record<string, unknown>;
 
 const INFLUX_DB = 'gs_bench_alerts';
@@ -267,6 +284,8 @@ process.stderr.write(
 );
 
 try {
+  // Before InfluxDB and the load generator start, so that they inherit it.
+  if (pinGateway) pin(process.pid, otherCpus);
   let influx: InfluxServer | undefined;
   if (useInflux) {
     phase('starting InfluxDB');
@@ -292,6 +311,10 @@ try {
   });
   const ready = await waitForLine(child, 'gateway', (m) => (m.ready ? (m as { pid: number; mqttPort: number; httpPort: number }) : undefined), 120_000);
   process.stderr.write(`[gateway] ready: pid ${ready.pid}, mqtt ${ready.mqttPort}, http ${ready.httpPort}\n`);
+  if (pinGateway) {
+    pin(ready.pid, '0');
+    process.stderr.write(`[gateway] pinned to CPU 0; this process, the load generator and InfluxDB to CPU ${otherCpus}\n`);
+  }
   let crashed: string | null = null;
   child.once('exit', (code, signal) => {
     crashed = `exited (${signal ?? `code ${code}`}) during the run: ${stderrTail(child).split('\n').slice(-3).join(' | ').slice(0, 300)}`;
@@ -761,6 +784,7 @@ try {
     other_cpu_percent: round(machine.otherPercent([gatewaySampler.cpuPercent, influxSampler?.cpuPercent, load.cpuPercent]), 0),
     loadavg_1m_at_start: round(loadAtStart, 2),
     gateway_crashed: crashReason,
+    gateway_pinned_cpu: pinGateway ? '0' : null,
     ratio_to_limit: round(p99 === null ? null : p99 / TARGET.p99_ms, 2),
     targets: TARGET,
     target_met: misses.length === 0,
