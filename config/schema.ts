@@ -360,6 +360,14 @@ export const GatewayConfig = Type.Object(
          */
         maxWaitingPublishes: Type.Integer({ minimum: 100, maximum: 1_000_000, default: 2000 }),
         /**
+         * Embedded broker: MQTT connections (TCP, TLS and WebSocket together) held at most; past
+         * it a new connection is closed at once and counted. 'auto': the process's open-file limit
+         * less a reserve (a quarter of it, at most 1024) for the HTTP API, dashboards, InfluxDB,
+         * the spool and video, so that a flood of device connections cannot take the descriptors
+         * they need (docs/operations.md).
+         */
+        maxConnections: Type.Union([Type.Integer({ minimum: 1, maximum: 100_000_000 }), Type.Literal('auto')], { default: 'auto' }),
+        /**
          * 'embedded': the gateway is the broker (aedes; host, port, tls, credentialsFile and
          * websocketPath above apply). 'external': the gateway is a client of a broker cluster
          * (EMQX, Mosquitto) and takes its share of device traffic through an MQTT 5 shared

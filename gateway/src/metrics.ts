@@ -133,6 +133,17 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    mqttConnectionsRefused: new Counter({
+      name: 'gs_mqtt_connections_refused_total',
+      help: 'Embedded broker: MQTT connections closed on arrival because gateway.mqtt.maxConnections were open, by transport',
+      labelNames: ['transport'] as const,
+      registers: [registry],
+    }),
+    mqttMaxConnections: new Gauge({
+      name: 'gs_mqtt_max_connections',
+      help: 'Embedded broker: MQTT connections it holds at most (gateway.mqtt.maxConnections, resolved)',
+      registers: [registry],
+    }),
     mqttAclDenied: new Counter({
       name: 'gs_mqtt_acl_denied_total',
       help: 'PUBLISHes dropped and SUBSCRIBEs refused by the broker ACL, by action',

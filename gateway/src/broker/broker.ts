@@ -10,6 +10,10 @@
  * and binds the client id to the principal; every PUBLISH, SUBSCRIBE and last will is checked
  * against the ACL derived from the ledger (acl.ts) before ingest sees it. A publish the ACL denies
  * is handled like an ingest rejection: acknowledged, dropped, counted.
+ *
+ * Connections: at most `gateway.mqtt.maxConnections` over all transports (descriptors.ts); past it
+ * a new one is closed on arrival and counted, so that the HTTP API, the dashboards and storage
+ * keep the descriptors they need.
  */
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
@@ -25,6 +29,7 @@ import type { Ingest } from '../ingest/ingest.js';
 import type { Metrics } from '../metrics.js';
 import { clientIdMatches, mayPublish, maySubscribe, mayWill, principalName, type DeviceDirectory, type Principal } from './acl.js';
 import { loadCredentialsFile, type CredentialRecord } from './credentials.js';
+import { openFileLimit, resolveMaxConnections, type ConnectionCap } from './descriptors.js';
 import { IngressGate } from './ingress-gate.js';
 import { LogThrottle } from './log-throttle.js';
 import type { BrokerStatus, GatewayBroker } from './types.js';
@@ -88,6 +93,8 @@ export class EmbeddedBroker implements GatewayBroker {
   readonly #failures = new FailureLimiter({ maxFailures: 10, windowMs: 60_000 });
   readonly #authLog = new LogThrottle();
   readonly #aclLog = new LogThrottle();
+  readonly #capLog = new LogThrottle();
+  readonly #cap: ConnectionCap;
   #watching: string | undefined;
   /** Payload buffers of rejected publishes; aedes copies the packet but keeps the buffer. */
   readonly #rejected = new WeakSet<Buffer>();
@@ -97,6 +104,7 @@ export class EmbeddedBroker implements GatewayBroker {
 
   constructor(ctx: BrokerContext) {
     this.#ctx = ctx;
+    this.#cap = resolveMaxConnections(ctx.config.mqtt.maxConnections, openFileLimit());
     this.#gate = new IngressGate(ctx.config.mqtt.maxWaitingPublishes, {
       onUngated: () => ctx.log.warn('aedes read hook not found: connections are not gated (gateway.mqtt.maxWaitingPublishes has no effect)'),
       onDefer: () => ctx.metrics.mqttReadsDeferred.inc(),
@@ -126,7 +134,14 @@ export class EmbeddedBroker implements GatewayBroker {
   }
 
   status(): BrokerStatus {
-    return { mode: 'embedded', listening: this.ready, port: this.ready ? this.port : null, tlsPort: this.tlsPort, clients: this.#aedes?.connectedClients ?? 0 };
+    return {
+      mode: 'embedded',
+      listening: this.ready,
+      port: this.ready ? this.port : null,
+      tlsPort: this.tlsPort,
+      clients: this.#aedes?.connectedClients ?? 0,
+      maxConnections: Number.isFinite(this.#cap.max) ? this.#cap.max : null,
+    };
   }
 
   async start(): Promise<void> {
@@ -228,12 +243,14 @@ export class EmbeddedBroker implements GatewayBroker {
     this.#aedes = aedes;
 
     const server = createServer((socket) => this.#attachSocket(socket, 'tcp'));
+    this.#limit(server, 'tcp');
     this.#server = server;
     try {
       await listen(server, config.mqtt.port, config.mqtt.host);
       if (tlsContext && config.mqtt.tls.port !== null) {
         const tlsServer = createTlsServer(tlsContext, (socket) => this.#attachSocket(socket, 'tls'));
         tlsServer.on('tlsClientError', (err, socket) => log.debug({ err: err.message, address: socket.remoteAddress }, 'MQTT TLS handshake failed'));
+        this.#limit(tlsServer, 'tls');
         this.#tlsServer = tlsServer;
         await listen(tlsServer, config.mqtt.tls.port, config.mqtt.host);
       }
@@ -243,8 +260,18 @@ export class EmbeddedBroker implements GatewayBroker {
     }
     this.#watchCredentials();
     if (config.mqtt.allowAnonymous) log.warn('MQTT anonymous access is ON (development mode): any client may connect');
+    if (this.#cap.warning) log.warn({ maxConnections: this.#cap.max, openFileLimit: this.#cap.fileLimit }, this.#cap.warning);
+    metrics.mqttMaxConnections.set(Number.isFinite(this.#cap.max) ? this.#cap.max : -1);
     log.info(
-      { host: config.mqtt.host, port: this.port, tlsPort: this.tlsPort, websocketPath: config.mqtt.websocketPath, principals: this.#credentials.size },
+      {
+        host: config.mqtt.host,
+        port: this.port,
+        tlsPort: this.tlsPort,
+        websocketPath: config.mqtt.websocketPath,
+        principals: this.#credentials.size,
+        maxConnections: Number.isFinite(this.#cap.max) ? this.#cap.max : 'unlimited (open-file limit unknown)',
+        openFileLimit: this.#cap.fileLimit,
+      },
       'MQTT broker listening',
     );
   }
@@ -257,6 +284,10 @@ export class EmbeddedBroker implements GatewayBroker {
     const aedes = this.#aedes;
     if (!aedes) {
       socket.close(1013, 'MQTT broker not running');
+      return;
+    }
+    if (this.#full('ws', req.socket.remoteAddress)) {
+      socket.close(1013, 'MQTT connection limit reached; try again later');
       return;
     }
     const stream = createWebSocketStream(socket);
@@ -273,12 +304,43 @@ export class EmbeddedBroker implements GatewayBroker {
       socket.destroy();
       return;
     }
+    if (this.#full(transport, socket.remoteAddress)) {
+      socket.destroy();
+      return;
+    }
     // aedes writes PUBACK and PUBLISH as small packets; without this Nagle adds ~40 ms per round trip.
     socket.setNoDelay(true);
     const client = aedes.handle(socket);
     this.#gate.attach(socket, client);
     this.#conns.set(socket, { transport, address: socket.remoteAddress ?? 'unknown', client, destroy: () => socket.destroy() });
     socket.once('close', () => this.#conns.delete(socket));
+  }
+
+  /**
+   * Each listener closes connections past the cap before any JavaScript object is made for them
+   * (net.Server.maxConnections, its 'drop' event); #full() caps the sum over the transports.
+   */
+  #limit(server: Server, transport: 'tcp' | 'tls'): void {
+    if (!Number.isFinite(this.#cap.max)) return;
+    server.maxConnections = this.#cap.max;
+    server.on('drop', (data?: { remoteAddress?: string }) => this.#refused(transport, data?.remoteAddress));
+  }
+
+  /** True (and counted) when a new connection would go past the cap. */
+  #full(transport: Transport, address: string | undefined): boolean {
+    if (this.#conns.size < this.#cap.max) return false;
+    this.#refused(transport, address);
+    return true;
+  }
+
+  #refused(transport: Transport, address: string | undefined): void {
+    this.#ctx.metrics.mqttConnectionsRefused.inc({ transport });
+    const suppressed = this.#capLog.take(transport);
+    if (suppressed === undefined) return;
+    this.#ctx.log.warn(
+      { transport, address, open: this.#conns.size, maxConnections: this.#cap.max, openFileLimit: this.#cap.fileLimit, suppressed },
+      'MQTT connection refused: gateway.mqtt.maxConnections reached',
+    );
   }
 
   async #authenticate(client: Client, username: string | undefined, password: Buffer | undefined): Promise<AuthOutcome> {

@@ -25,7 +25,15 @@ export type BrokerMode = 'embedded' | 'external';
 
 /** For /health and /ready: where device traffic comes in and whether it can. */
 export type BrokerStatus =
-  | { mode: 'embedded'; listening: boolean; port: number | null; tlsPort: number | null; clients: number }
+  | {
+      mode: 'embedded';
+      listening: boolean;
+      port: number | null;
+      tlsPort: number | null;
+      clients: number;
+      /** gateway.mqtt.maxConnections as resolved; null: no cap (the open-file limit is unknown). */
+      maxConnections: number | null;
+    }
   | {
       mode: 'external';
       /** The broker URL without credentials. */
