@@ -12,8 +12,10 @@
  * Open files: every connection is one descriptor in the gateway and one in a generator. The
  * children are started through `bash -c 'ulimit -n <connections+1024> || ulimit -n <hard limit>'`;
  * an unprivileged process cannot go past its hard limit, so the effective limits are read back
- * from /proc/<pid>/limits and reported. By default the run is capped just below the gateway's
- * limit (reason "gateway open-file limit"); --no-fd-cap goes past it to show what happens there.
+ * from /proc/<pid>/limits and reported. The gateway holds at most `gateway.mqtt.maxConnections`
+ * (default `auto`: its open-file limit less a reserve; --max-connections sets it), read from
+ * /health; by default the run stops there. --no-fd-cap goes past it to show what happens: the
+ * gateway refuses the rest (gs_mqtt_connections_refused_total) and /health must still answer.
  */
 import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -53,6 +55,8 @@ const { values: args } = parseArgs({
     hold: { type: 'string', default: '10' },
     'ledger-devices': { type: 'string' },
     'no-fd-cap': { type: 'boolean', default: false },
+    /** gateway.mqtt.maxConnections: 'auto' (default) or a number. */
+    'max-connections': { type: 'string', default: 'auto' },
     'log-level': { type: 'string', default: 'warn' },
   },
 });
@@ -64,6 +68,7 @@ const perGenerator = parseIntArg(args['per-generator'], 'per-generator', 100, 1_
 const keepaliveSec = parseIntArg(args.keepalive, 'keepalive', 0, 65_535);
 const holdSec = parseIntArg(args.hold, 'hold', 0, 600);
 const ledgerDevices = parseIntArg(args['ledger-devices'] ?? String(target), 'ledger-devices', 1, 1_000_000);
+const maxConnections = args['max-connections'] === 'auto' ? 'auto' : parseIntArg(args['max-connections'], 'max-connections', 1, 100_000_000);
 const sources = Array.from({ length: sourceCount }, (_, i) => `127.0.0.${i + 2}`);
 const TARGET = { connections: 50_000, rss_mb: 1536 };
 const FD_RESERVE = 64; // listening sockets, InfluxDB/HTTP, files, stdio
@@ -81,6 +86,29 @@ if (perGenerator + FD_RESERVE > ownNofile) {
 
 const { commit, dirty, diffSha } = gitCommit();
 const loadAtStart = loadavg()[0];
+
+/** The gateway's /health, or undefined when it does not answer (with every descriptor taken it cannot accept). */
+async function health(httpPort: number): Promise<{ mqtt: { clients: number; maxConnections: number | null } } | undefined> {
+  try {
+    return (await fetch(`http://127.0.0.1:${httpPort}/health`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.json())) as {
+      mqtt: { clients: number; maxConnections: number | null };
+    };
+  } catch (err) {
+    process.stderr.write(`[gateway] /health unreachable: ${(err as Error).message}\n`);
+    return undefined;
+  }
+}
+
+async function refusedCount(httpPort: number): Promise<number | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    let sum = 0;
+    for (const m of text.matchAll(/^gs_mqtt_connections_refused_total\{[^}]*\} (\S+)$/gm)) sum += Number(m[1]);
+    return sum;
+  } catch {
+    return null;
+  }
+}
 
 async function gcRss(child: ReturnType<typeof spawnTs>, pid: number): Promise<{ rssMb: number; heapUsedMb: number }> {
   const reply = waitForLine(child, 'gateway', (m) => (m.gc !== undefined ? (m as { heapUsedMb: number }) : undefined), 30_000);
@@ -100,7 +128,7 @@ try {
     log: { level: args['log-level'] },
     ledger: { file: ledgerFile },
     gateway: {
-      mqtt: { host: '127.0.0.1', port: 0, allowAnonymous: true },
+      mqtt: { host: '127.0.0.1', port: 0, allowAnonymous: true, maxConnections },
       http: { host: '127.0.0.1', port: 0 },
       influx: { enabled: false },
       dataDir: join(tmp, 'gateway-data'),
@@ -119,9 +147,11 @@ try {
     60_000,
   );
   const gatewayNofile = ready.nofile ?? Infinity;
-  const attempt = args['no-fd-cap'] ? target : Math.min(target, gatewayNofile - FD_RESERVE);
+  const gatewayCap = (await health(ready.httpPort))?.mqtt.maxConnections ?? null;
+  const capAt = gatewayCap ?? gatewayNofile - FD_RESERVE;
+  const attempt = args['no-fd-cap'] ? target : Math.min(target, capAt);
   process.stderr.write(
-    `[gateway] ready: pid ${ready.pid}, mqtt ${ready.mqttPort}, open-file limit ${ready.nofile}; ` +
+    `[gateway] ready: pid ${ready.pid}, mqtt ${ready.mqttPort}, open-file limit ${ready.nofile}, maxConnections ${gatewayCap ?? 'none'}; ` +
       `attempting ${attempt} of ${target} connections from ${sources[0]}..${sources.at(-1)}\n`,
   );
   let gatewayExit: string | undefined;
@@ -184,16 +214,15 @@ try {
   await sleep(holdSec * 1000);
   let after: { rssMb: number; heapUsedMb: number | null } | undefined;
   let gatewayClients: number | null = null;
+  let healthAnswered: boolean | null = null;
+  let refused: number | null = null;
   if (!gatewayExit) {
     process.stderr.write('[gateway] forcing a GC, then reading RSS and /health\n');
     after = await gcRss(child, ready.pid);
-    try {
-      const health = (await fetch(`http://127.0.0.1:${ready.httpPort}/health`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.json())) as { mqtt: { clients: number } };
-      gatewayClients = health.mqtt.clients;
-    } catch (err) {
-      // With every descriptor taken the gateway cannot accept its own HTTP clients either.
-      process.stderr.write(`[gateway] /health unreachable: ${(err as Error).message}\n`);
-    }
+    const h = await health(ready.httpPort);
+    healthAnswered = h !== undefined;
+    gatewayClients = h?.mqtt.clients ?? null;
+    refused = await refusedCount(ready.httpPort);
   } else if (lastSample) {
     after = { rssMb: lastSample.rssKb / 1024, heapUsedMb: null };
   }
@@ -210,13 +239,22 @@ try {
   let stoppedReason: string;
   if (crashed) stoppedReason = crashed;
   else if (conn.firstFailure) {
+    const atCap = gatewayCap !== null && conn.connected >= gatewayCap;
     const atLimit = conn.connected + FD_RESERVE >= gatewayNofile;
     stoppedReason =
       `first failure: ${conn.firstFailure}` +
-      (atLimit ? ` (at the gateway's open-file limit ${ready.nofile}: libuv accepts and at once closes connections it has no descriptor for)` : '');
-  }
-  else if (attempt < target) stoppedReason = `gateway open-file limit (RLIMIT_NOFILE ${ready.nofile}, hard limit; not raisable without CAP_SYS_RESOURCE)`;
-  else stoppedReason = 'target reached';
+      (atCap
+        ? ` (at gateway.mqtt.maxConnections ${gatewayCap}: the gateway closes further connections on arrival and counts them)`
+        : atLimit
+          ? ` (at the gateway's open-file limit ${ready.nofile}: libuv accepts and at once closes connections it has no descriptor for)`
+          : '');
+  } else if (attempt < target) {
+    stoppedReason =
+      gatewayCap !== null
+        ? `gateway.mqtt.maxConnections ${gatewayCap} (${maxConnections === 'auto' ? `auto: the open-file limit ${ready.nofile} less ${(ready.nofile ?? 0) - gatewayCap} for the API and storage; ` : ''}` +
+          `RLIMIT_NOFILE ${ready.nofile} is this VM's hard limit, not raisable without CAP_SYS_RESOURCE)`
+        : `gateway open-file limit (RLIMIT_NOFILE ${ready.nofile}, hard limit; not raisable without CAP_SYS_RESOURCE)`;
+  } else stoppedReason = 'target reached';
 
   const open = gatewayClients ?? stillOpen;
   const bytesPer = after && open > 0 ? ((after.rssMb - before.rssMb) * 2 ** 20) / open : null;
@@ -236,6 +274,9 @@ try {
     connections_open_loadgen: stillOpen,
     failed: conn.failed,
     stopped_reason: stoppedReason,
+    gateway_max_connections: gatewayCap,
+    gateway_refused_connections: refused,
+    health_answered_after: healthAnswered,
     connect_s: round(conn.seconds, 1),
     connect_rate_per_s: connectRate,
     source_addresses: sources.length,
