@@ -63,4 +63,38 @@ describe('ingress gate', () => {
     expect(reads).toEqual(['a', 'b']);
     expect(gate.waiting).toBe(6);
   });
+
+  it('skips a deferred connection that closed, and does not count it', async () => {
+    const gate = new IngressGate(16); // slice: 2 publishes
+    const reads: string[] = [];
+    const conns = ['a', 'b', 'c'].map((n) => connection(gate, n, 1, reads));
+    for (let i = 0; i < 16; i++) gate.enter();
+    for (const c of conns) c.emit('readable');
+    conns[1]!.emit('readable'); // readable again while queued: still one entry
+    expect(gate.deferred).toBe(3);
+    conns[1]!.emit('close');
+    expect(gate.deferred).toBe(2);
+    for (let i = 0; i < 16; i++) gate.leave();
+    for (let t = 0; t < 3; t++) await turn();
+    expect(reads).toEqual(['a', 'c']);
+    expect(gate.deferred).toBe(0);
+  });
+
+  it('keeps the order over many rounds (thousands of deferrals through the queue)', async () => {
+    const gate = new IngressGate(8); // slice: 1 publish
+    const reads: string[] = [];
+    const conns = Array.from({ length: 50 }, (_, i) => connection(gate, `c${i}`, 1, reads));
+    const expected: string[] = [];
+    for (let round = 0; round < 60; round++) {
+      for (let i = 0; i < 8 - gate.waiting; i++) gate.enter(); // at the cap
+      conns.forEach((c) => c.emit('readable'));
+      expected.push(...conns.map((_, i) => `c${i}`));
+      // Answer whatever is waiting, a turn at a time, until every deferred connection was read.
+      while (gate.deferred > 0) {
+        while (gate.waiting > 0) gate.leave();
+        await turn();
+      }
+    }
+    expect(reads).toEqual(expected);
+  });
 });
