@@ -63,6 +63,7 @@ import {
   hardDeadline,
   installExitHandlers,
   MachineCpu,
+  MainThreadSched,
   onCleanup,
   parseIntArg,
   phase,
@@ -148,37 +149,6 @@ installExitHandlers();
 hardDeadline((300 + 2 * (warmup + seconds) + lossTimeoutMs / 1000) * 1000);
 const tmp = mkdtempSync(join(tmpdir(), 'gs-bench-alerts-'));
 removeOnExit(tmp);
-
-/**
- * Time a thread ran and time it was runnable but waited for a CPU (ns), from
- * /proc/<pid>/schedstat: the wait is what other processes on the machine cost it.
- */
-function readSchedstat(pid: number | 'self'): { runNs: number; waitNs: number } | undefined {
-  try {
-    const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
-    return run !== undefined && wait !== undefined ? { runNs: run, waitNs: wait } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-class SchedWait {
-  #start: { at: number; s: { runNs: number; waitNs: number } } | undefined;
-  #end: { at: number; s: { runNs: number; waitNs: number } } | undefined;
-  constructor(readonly pid: number | 'self') {}
-  markStart(): void {
-    const s = readSchedstat(this.pid);
-    this.#start = s ? { at: performance.now(), s } : undefined;
-  }
-  markEnd(): void {
-    const s = readSchedstat(this.pid);
-    this.#end = s ? { at: performance.now(), s } : undefined;
-  }
-  /** Percent of wall time the main thread was runnable but not running. */
-  get waitPercent(): number | null {
-    if (!this.#start || !this.#end) return null;
-    return (100 * (this.#end.s.waitNs - this.#start.s.waitNs)) / 1e6 / (this.#end.at - this.#start.at);
-  }
-}
 
 const random = prng(seed);
 
@@ -324,8 +294,8 @@ try {
   const influxPid = useInflux ? findChildren(process.pid, 'influxd')[0] : undefined;
   const influxSampler = influxPid ? new ProcSampler(influxPid) : undefined;
   const machine = new MachineCpu();
-  const gatewayWait = new SchedWait(ready.pid);
-  const selfWait = new SchedWait('self');
+  const gatewayWait = new MainThreadSched(ready.pid);
+  const selfWait = new MainThreadSched('self');
   const seriesFile = args['series-out'];
   if (seriesFile) writeFileSync(seriesFile, '');
   const series = (row: Record<string, unknown>) => {

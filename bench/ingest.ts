@@ -14,6 +14,8 @@
  *   p50_ms/p99_ms       publish -> the point is queryable in InfluxDB, sampled (`--samples-per-s`)
  *   puback_p50/p99_ms   publish -> PUBACK, every message
  *   gateway_*           /proc/<pid> of the gateway child: utime+stime delta / wall, peak VmRSS
+ *   *_main_run/wait_percent  the main (ingest) thread's wall-time share running, and runnable
+ *                       but waiting for a CPU (/proc/<pid>/schedstat); the rest it slept
  *   sent/stored/lost    every message of the run (warm-up included) vs COUNT(*) in InfluxDB
  */
 import { mkdtempSync } from 'node:fs';
@@ -31,6 +33,7 @@ import {
   hardDeadline,
   installExitHandlers,
   MachineCpu,
+  MainThreadSched,
   onCleanup,
   parseIntArg,
   phase,
@@ -152,6 +155,7 @@ async function runBare(withConsumer: boolean) {
   });
   const sampler = new ProcSampler(ready.pid);
   const machine = new MachineCpu();
+  const sched = new MainThreadSched(ready.pid);
   const consumer = withConsumer ? new CountingSubscriber() : undefined;
   await consumer?.start(ready.mqttPort, 'gs/v1/devices/+/telemetry');
   const driver = new LoadDriver(loadOptions(ready.mqttPort, label, 0));
@@ -163,10 +167,12 @@ async function runBare(withConsumer: boolean) {
     windowStart: () => {
       sampler.markStart();
       machine.markStart();
+      sched.markStart();
     },
     windowEnd: () => {
       sampler.markEnd();
       machine.markEnd();
+      sched.markEnd();
     },
     progress: () => `, broker rss ${round((sampler.last?.rssKb ?? 0) / 1024, 0)} MB${consumer ? `, consumer got ${consumer.received}` : ''}`,
   });
@@ -188,6 +194,8 @@ async function runBare(withConsumer: boolean) {
     rssMb: sampler.peakRssMb,
     benchMainCpu: machine.selfPercent,
     otherCpu: machine.otherPercent([sampler.cpuPercent, r.loadgenCpuPercent]),
+    mainRun: sched.runPercent,
+    mainWait: sched.waitPercent,
   };
 }
 
@@ -290,6 +298,7 @@ async function runGateway(influx: InfluxServer) {
   const influxPid = findChildren(process.pid, 'influxd')[0];
   const influxSampler = influxPid ? new ProcSampler(influxPid) : undefined;
   const machine = new MachineCpu();
+  const sched = new MainThreadSched(ready.pid);
 
   // publish -> queryable, for sampled messages: poll InfluxDB for the exact point. The poll
   // interval grows with the sample's age (10 %, 100 ms .. 2 s) and at most 4 queries run at
@@ -340,6 +349,7 @@ async function runGateway(influx: InfluxServer) {
       sampler.markStart();
       influxSampler?.markStart();
       machine.markStart();
+      sched.markStart();
       startedAt = performance.now();
       scrapes.push(scrapeSafe(ready.httpPort).then((s) => void (atStart = s)));
     },
@@ -347,6 +357,7 @@ async function runGateway(influx: InfluxServer) {
       sampler.markEnd();
       influxSampler?.markEnd();
       machine.markEnd();
+      sched.markEnd();
       endedAt = performance.now();
       scrapes.push(scrapeSafe(ready.httpPort).then((s) => void (atEnd = s)));
     },
@@ -423,6 +434,8 @@ async function runGateway(influx: InfluxServer) {
     benchMainCpu: machine.selfPercent,
     machineCpu: machine.busyPercent,
     otherCpu: machine.otherPercent([sampler.cpuPercent, influxSampler?.cpuPercent, r.loadgenCpuPercent]),
+    mainRun: sched.runPercent,
+    mainWait: sched.waitPercent,
     nofile: ready.nofile,
   };
 }
@@ -499,6 +512,8 @@ try {
     gateway_rss_mb: round(gw.rssMb, 0),
     gateway_rss_hwm_mb: round(gw.hwmMb, 0),
     gateway_cpu_percent: round(gw.cpu, 0),
+    gateway_main_run_percent: round(gw.mainRun, 0),
+    gateway_main_wait_percent: round(gw.mainWait, 0),
     influxd_cpu_percent: round(gw.influxCpu, 0),
     loadgen_cpu_percent: round(gw.r.loadgenCpuPercent, 0),
     bench_main_cpu_percent: round(gw.benchMainCpu, 0),
@@ -533,6 +548,8 @@ try {
     bare_nosub_puback_p50_ms: bareNoSub ? round(bareNoSub.fig.p50, 1) : null,
     bare_nosub_puback_p99_ms: bareNoSub ? round(bareNoSub.fig.p99, 1) : null,
     bare_nosub_cpu_percent: bareNoSub ? round(bareNoSub.cpu, 0) : null,
+    bare_nosub_main_run_percent: bareNoSub ? round(bareNoSub.mainRun, 0) : null,
+    bare_nosub_main_wait_percent: bareNoSub ? round(bareNoSub.mainWait, 0) : null,
     bare_nosub_crashed: bareNoSub?.crashed ?? null,
     bare_nosub_loadgen_cpu_percent: bareNoSub ? round(bareNoSub.r.loadgenCpuPercent, 0) : null,
     bare_nosub_other_cpu_percent: bareNoSub ? round(bareNoSub.otherCpu, 0) : null,

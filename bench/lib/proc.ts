@@ -372,6 +372,51 @@ export function readMachineBusySec(): number {
 }
 
 /**
+ * Time a process's main thread ran and time it was runnable but waited for a CPU (ns), from
+ * /proc/<pid>/schedstat (the thread-group leader's own line, not its other threads).
+ */
+function readSchedstat(pid: number | 'self'): { runNs: number; waitNs: number } | undefined {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    return run !== undefined && wait !== undefined ? { runNs: run, waitNs: wait } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A main thread's share of wall time over a window: running, and runnable but waiting for a CPU
+ * (what the other processes on the machine cost it). What is left is time it slept (nothing to do).
+ * A V8 CPU profile cannot tell these apart: its "(idle)" is the whole poll phase outside
+ * JavaScript, read() syscalls and time off the CPU included.
+ */
+export class MainThreadSched {
+  #start: { at: number; s: { runNs: number; waitNs: number } } | undefined;
+  #end: { at: number; s: { runNs: number; waitNs: number } } | undefined;
+  constructor(readonly pid: number | 'self') {}
+  markStart(): void {
+    const s = readSchedstat(this.pid);
+    this.#start = s ? { at: performance.now(), s } : undefined;
+  }
+  markEnd(): void {
+    const s = readSchedstat(this.pid);
+    this.#end = s ? { at: performance.now(), s } : undefined;
+  }
+  #percent(key: 'runNs' | 'waitNs'): number | null {
+    if (!this.#start || !this.#end) return null;
+    return (100 * (this.#end.s[key] - this.#start.s[key])) / 1e6 / (this.#end.at - this.#start.at);
+  }
+  /** Percent of wall time the main thread ran. */
+  get runPercent(): number | null {
+    return this.#percent('runNs');
+  }
+  /** Percent of wall time the main thread was runnable but not running. */
+  get waitPercent(): number | null {
+    return this.#percent('waitNs');
+  }
+}
+
+/**
  * Machine-wide CPU over a window and the part of it no process of ours used: other sessions on
  * a shared machine show up here and make a run noisy.
  */
