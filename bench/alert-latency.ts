@@ -34,14 +34,15 @@
  *   gateway_runqueue_wait_percent  wall time the gateway's main thread was runnable but had no
  *                         CPU (/proc/<pid>/schedstat): what other processes cost it
  *   spool_commits_per_s   the gateway's spool group commits per second over the window
- *   gateway_pinned_cpu    '0' with --pin-gateway (the gateway alone on CPU 0), else null
+ *   gateway_pinned_cpu    with --pin-gateway the gateway's CPU (the first this process may use, '0'
+ *                         on a whole machine), alone; else null
  *
  * `--series-out FILE` adds a time series (JSON lines); `--gateway-cpu-prof DIR` a V8 profile.
  * Figures and how to read them: docs/BENCHMARKS.md, "Alert latency".
  */
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
@@ -62,6 +63,7 @@ import {
   gitCommit,
   hardDeadline,
   installExitHandlers,
+  allowedCpus,
   MachineCpu,
   MainThreadSched,
   onCleanup,
@@ -130,9 +132,11 @@ const resolveAfterMs = parseIntArg(args['resolve-after-ms'], 'resolve-after-ms',
 const seed = parseIntArg(args.seed, 'seed', 0, 2 ** 31 - 1);
 const useInflux = !args['no-influx'];
 const pinGateway = args['pin-gateway'];
-if (pinGateway && availableParallelism() < 2) throw new Error('--pin-gateway needs at least 2 CPUs');
-/** CPUs for everything but the gateway when pinned. */
-const otherCpus = availableParallelism() > 2 ? `1-${availableParallelism() - 1}` : '1';
+const cpus = allowedCpus();
+if (pinGateway && cpus.length < 2) throw new Error(`--pin-gateway needs at least 2 CPUs (this process may use ${cpus.join(',')})`);
+/** When pinned: the gateway's CPU (the first this process may use), and the rest for everything else. */
+const gatewayCpu = String(cpus[0]);
+const otherCpus = cpus.slice(1).join(',');
 
 /** Sets the CPU affinity of every thread of a process (taskset -a -p -c). */
 function pin(pid: number, cpus: string): void {
@@ -282,8 +286,8 @@ try {
   const ready = await waitForLine(child, 'gateway', (m) => (m.ready ? (m as { pid: number; mqttPort: number; httpPort: number }) : undefined), 120_000);
   process.stderr.write(`[gateway] ready: pid ${ready.pid}, mqtt ${ready.mqttPort}, http ${ready.httpPort}\n`);
   if (pinGateway) {
-    pin(ready.pid, '0');
-    process.stderr.write(`[gateway] pinned to CPU 0; this process, the load generator and InfluxDB to CPU ${otherCpus}\n`);
+    pin(ready.pid, gatewayCpu);
+    process.stderr.write(`[gateway] pinned to CPU ${gatewayCpu}; this process, the load generator and InfluxDB to CPU ${otherCpus}\n`);
   }
   let crashed: string | null = null;
   child.once('exit', (code, signal) => {
@@ -754,7 +758,7 @@ try {
     other_cpu_percent: round(machine.otherPercent([gatewaySampler.cpuPercent, influxSampler?.cpuPercent, load.cpuPercent]), 0),
     loadavg_1m_at_start: round(loadAtStart, 2),
     gateway_crashed: crashReason,
-    gateway_pinned_cpu: pinGateway ? '0' : null,
+    gateway_pinned_cpu: pinGateway ? gatewayCpu : null,
     ratio_to_limit: round(p99 === null ? null : p99 / TARGET.p99_ms, 2),
     targets: TARGET,
     target_met: misses.length === 0,

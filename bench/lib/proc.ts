@@ -5,6 +5,7 @@
 import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 
 /** Clock ticks per second for utime/stime in /proc/<pid>/stat (USER_HZ; 100 on Linux/x86 and arm64). */
@@ -369,6 +370,29 @@ export function readMachineBusySec(): number {
   const total = n.slice(0, 8).reduce((a, b) => a + b, 0);
   const idle = (n[3] ?? 0) + (n[4] ?? 0);
   return (total - idle) / CLK_TCK;
+}
+
+/**
+ * The CPUs this process may run on (`Cpus_allowed_list` in /proc/self/status, e.g. "0-3,6"), in
+ * order; under a cpuset that need not start at 0. Falls back to 0..availableParallelism()-1.
+ */
+export function allowedCpus(statusText?: string): number[] {
+  let text = statusText;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/self/status', 'utf8');
+    } catch {
+      text = '';
+    }
+  }
+  const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(text)?.[1];
+  const cpus: number[] = [];
+  for (const part of list?.split(',') ?? []) {
+    const [a, b] = part.split('-').map(Number);
+    if (a === undefined || !Number.isInteger(a)) continue;
+    for (let c = a; c <= (b !== undefined && Number.isInteger(b) ? b : a); c++) cpus.push(c);
+  }
+  return cpus.length > 0 ? cpus : Array.from({ length: availableParallelism() }, (_, i) => i);
 }
 
 /**
