@@ -141,7 +141,7 @@ export function createMetrics() {
     }),
     mqttMaxConnections: new Gauge({
       name: 'gs_mqtt_max_connections',
-      help: 'Embedded broker: MQTT connections it holds at most (gateway.mqtt.maxConnections, resolved)',
+      help: 'Embedded broker: MQTT connections it holds at most (gateway.mqtt.maxConnections, resolved); -1: no cap (the open-file limit is unknown)',
       registers: [registry],
     }),
     mqttAclDenied: new Counter({
