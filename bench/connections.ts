@@ -148,7 +148,9 @@ try {
   );
   const gatewayNofile = ready.nofile ?? Infinity;
   const gatewayCap = (await health(ready.httpPort))?.mqtt.maxConnections ?? null;
-  const capAt = gatewayCap ?? gatewayNofile - FD_RESERVE;
+  // Whichever comes first: the gateway's cap, or its descriptors (an explicit cap may be above them).
+  const capByGateway = gatewayCap !== null && gatewayCap <= gatewayNofile - FD_RESERVE;
+  const capAt = capByGateway ? gatewayCap : gatewayNofile - FD_RESERVE;
   const attempt = args['no-fd-cap'] ? target : Math.min(target, capAt);
   process.stderr.write(
     `[gateway] ready: pid ${ready.pid}, mqtt ${ready.mqttPort}, open-file limit ${ready.nofile}, maxConnections ${gatewayCap ?? 'none'}; ` +
@@ -250,7 +252,7 @@ try {
           : '');
   } else if (attempt < target) {
     stoppedReason =
-      gatewayCap !== null
+      capByGateway
         ? `gateway.mqtt.maxConnections ${gatewayCap} (${maxConnections === 'auto' ? `auto: the open-file limit ${ready.nofile} less ${(ready.nofile ?? 0) - gatewayCap} for the API and storage; ` : ''}` +
           `RLIMIT_NOFILE ${ready.nofile} is this VM's hard limit, not raisable without CAP_SYS_RESOURCE)`
         : `gateway open-file limit (RLIMIT_NOFILE ${ready.nofile}, hard limit; not raisable without CAP_SYS_RESOURCE)`;
