@@ -403,6 +403,13 @@ export const GatewayConfig = Type.Object(
              * or a full spool stops the broker sending rather than filling memory.
              */
             receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 1000 }),
+            /**
+             * MQTT keepalive towards the broker: how soon a connection that went silent (a lost
+             * network, a half-open socket) is noticed — by this instance, which then reconnects
+             * (to another node of a broker cluster behind one address), and by the broker (1.5x
+             * this with nothing from the instance). Lower is sooner, at the cost of more PINGREQs.
+             */
+            keepaliveSec: Type.Integer({ minimum: 5, maximum: 3600, default: 30 }),
             /** Reconnect back-off: first delay, doubling (with jitter) up to the max. */
             reconnectMinMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 500 }),
             reconnectMaxMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),

@@ -17,6 +17,8 @@ export interface MosquittoServer {
   url: string;
   port: number;
   pid: number;
+  /** The last 4,000 characters Mosquitto wrote to stderr (its log: errors and warnings, and what `extraConfig` adds). */
+  log(): string;
   /** SIGKILL, like a crashed broker; the temp dir stays (start() again on the same port is possible). */
   kill(): Promise<void>;
   stop(): Promise<void>;
@@ -57,7 +59,7 @@ export async function startMosquitto(opts: { port?: number; extraConfig?: string
     });
     try {
       await waitForPort(port, child, () => stderr);
-      return makeServer(port, child, dir);
+      return makeServer(port, child, dir, () => stderr);
     } catch (err) {
       lastError = err as Error;
       child.kill('SIGKILL');
@@ -85,7 +87,7 @@ async function waitForPort(port: number, child: ChildProcess, stderr: () => stri
   throw new Error(`mosquitto did not listen on ${port} within 10 s: ${stderr()}`);
 }
 
-function makeServer(port: number, child: ChildProcess, dir: string): MosquittoServer {
+function makeServer(port: number, child: ChildProcess, dir: string, log: () => string): MosquittoServer {
   const kill = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((r) => child.once('exit', r));
@@ -96,6 +98,7 @@ function makeServer(port: number, child: ChildProcess, dir: string): MosquittoSe
     url: `mqtt://127.0.0.1:${port}`,
     port,
     pid: child.pid!,
+    log,
     kill,
     async stop() {
       await kill();

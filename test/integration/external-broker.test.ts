@@ -35,9 +35,9 @@ let child: GatewayProcess | undefined;
 const childDir = mkdtempSync(join(tmpdir(), 'gs-ext-child-'));
 const clients: MqttClient[] = [];
 
-const external = (clientId: string) => ({
+const external = (clientId: string, more: Record<string, unknown> = {}) => ({
   mode: 'external',
-  external: { url: broker.url, clientId, shareGroup: GROUP, reconnectMinMs: 100, reconnectMaxMs: 1000, receiveMaximum: 100 },
+  external: { url: broker.url, clientId, shareGroup: GROUP, reconnectMinMs: 100, reconnectMaxMs: 1000, receiveMaximum: 100, ...more },
 });
 
 async function device(clientId: string, opts: mqtt.IClientOptions = {}): Promise<MqttClient> {
@@ -92,12 +92,13 @@ async function dashboard(gw: TestGateway): Promise<{ updates: DeviceUpdate[]; cl
 }
 
 beforeAll(async () => {
-  [influx, broker] = await Promise.all([startInfluxd(), startMosquitto()]);
+  // Notices: Mosquitto logs each CONNECT with its keepalive ("… as gw-b (p5, c0, k7)").
+  [influx, broker] = await Promise.all([startInfluxd(), startMosquitto({ extraConfig: ['log_type notice'] })]);
   // Retained before any gateway runs: a device's offline state (as a will leaves it).
   const early = await device('early-agent');
   await early.publishAsync(topics.state(tank(50)), JSON.stringify({ ts: Date.now(), seq: 1, status: 'offline', reason: 'will' }), { qos: 1, retain: true });
-  const gw = async (id: string) => startTestGateway({ influxUrl: influx.url, database: DB, mqtt: external(id) });
-  [a, b] = await Promise.all([gw('gw-a'), gw('gw-b')]);
+  const gw = async (id: string, more?: Record<string, unknown>) => startTestGateway({ influxUrl: influx.url, database: DB, mqtt: external(id, more) });
+  [a, b] = await Promise.all([gw('gw-a'), gw('gw-b', { keepaliveSec: 7 })]);
 }, 30_000);
 
 afterAll(async () => {
@@ -116,6 +117,9 @@ describe('external broker mode (Mosquitto, two instances, one share group)', () 
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ ready: true, checks: { broker: true }, mqtt: { mode: 'external', clientId: 'gw-a', state: 'connected', connected: true } });
     expect((await a.metrics.mqttBrokerConnected.get()).values[0]?.value).toBe(1);
+    // Keepalive: the default 30 s, and gateway.mqtt.external.keepaliveSec where it is set.
+    expect(broker.log()).toMatch(/as gw-a \(p5, c\d, k30\)/);
+    expect(broker.log()).toMatch(/as gw-b \(p5, c\d, k7\)/);
   });
 
   it('gets retained states at start and last wills through the broker, on every instance', async () => {

@@ -59,6 +59,7 @@ export interface ExternalSettings {
   clientId: string | undefined;
   sessionExpirySec: number;
   receiveMaximum: number;
+  keepaliveSec: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
   fanout: boolean;
@@ -105,6 +106,7 @@ export function externalSettings(config: GatewayConfig): ExternalSettings {
     clientId: ext.clientId,
     sessionExpirySec: ext.sessionExpirySec,
     receiveMaximum: ext.receiveMaximum,
+    keepaliveSec: ext.keepaliveSec,
     reconnectMinMs: ext.reconnectMinMs,
     reconnectMaxMs: ext.reconnectMaxMs,
     fanout: ext.fanout,
@@ -248,7 +250,7 @@ export class ExternalBroker implements GatewayBroker, ClusterLink {
       // A persistent session: while this instance is away the broker keeps its subscriptions and
       // queues its share of QoS1 messages, and redelivers what was not acknowledged.
       clean: false,
-      keepalive: 30,
+      keepalive: s.keepaliveSec,
       connectTimeout: 10_000,
       reconnectPeriod: s.reconnectMinMs,
       // Refused credentials may be fixed on the broker side: keep trying (with back-off).
