@@ -16,6 +16,11 @@
  *   gateway_*           /proc/<pid> of the gateway child: utime+stime delta / wall, peak VmRSS
  *   *_main_run/wait_percent  the main (ingest) thread's wall-time share running, and runnable
  *                       but waiting for a CPU (/proc/<pid>/schedstat); the rest it slept
+ *   *_main_cpu_us_per_msg  main-thread CPU per message: run share / msg_per_s
+ *   *_read/write_syscalls_per_msg  read/write system calls of the whole process (/proc/<pid>/io)
+ *                       per message: how many messages a socket read or a PUBACK write carried
+ *   *speed_probe_us     median CPU µs of a fixed piece of work during the window (bench/lib/
+ *                       speed-probe.ts): how fast the shared machine's cores were; higher = slower
  *   sent/stored/lost    every message of the run (warm-up included) vs COUNT(*) in InfluxDB
  */
 import { mkdtempSync } from 'node:fs';
@@ -34,6 +39,8 @@ import {
   installExitHandlers,
   MachineCpu,
   MainThreadSched,
+  ProcSyscalls,
+  SpeedProbe,
   onCleanup,
   parseIntArg,
   phase,
@@ -119,6 +126,11 @@ function loadOptions(port: number, label: string, samples: number) {
   };
 }
 
+/** Main-thread CPU per relayed message, µs: the run share of wall time over the msg/s. */
+function mainCpuUsPerMsg(runPercent: number | null, msgPerSec: number): number | null {
+  return runPercent === null || msgPerSec <= 0 ? null : round((runPercent / 100 / msgPerSec) * 1e6, 1);
+}
+
 function requireAllConnected(c: { connected: number; failed: number; firstFailure: string | null }, label: string): void {
   if (c.connected !== devices) throw new Error(`${label}: only ${c.connected}/${devices} clients connected (${c.failed} failed; first: ${c.firstFailure})`);
 }
@@ -156,6 +168,9 @@ async function runBare(withConsumer: boolean) {
   const sampler = new ProcSampler(ready.pid);
   const machine = new MachineCpu();
   const sched = new MainThreadSched(ready.pid);
+  const syscalls = new ProcSyscalls(ready.pid);
+  let wallFrom = 0;
+  let wallTo = 0;
   const consumer = withConsumer ? new CountingSubscriber() : undefined;
   await consumer?.start(ready.mqttPort, 'gs/v1/devices/+/telemetry');
   const driver = new LoadDriver(loadOptions(ready.mqttPort, label, 0));
@@ -168,11 +183,15 @@ async function runBare(withConsumer: boolean) {
       sampler.markStart();
       machine.markStart();
       sched.markStart();
+      syscalls.markStart();
+      wallFrom = Date.now();
     },
     windowEnd: () => {
       sampler.markEnd();
       machine.markEnd();
       sched.markEnd();
+      syscalls.markEnd();
+      wallTo = Date.now();
     },
     progress: () => `, broker rss ${round((sampler.last?.rssKb ?? 0) / 1024, 0)} MB${consumer ? `, consumer got ${consumer.received}` : ''}`,
   });
@@ -196,6 +215,8 @@ async function runBare(withConsumer: boolean) {
     otherCpu: machine.otherPercent([sampler.cpuPercent, r.loadgenCpuPercent]),
     mainRun: sched.runPercent,
     mainWait: sched.waitPercent,
+    syscallsPerMsg: syscalls.perMessage(r.ackedInWindow),
+    probeUs: probe.medianUs(wallFrom, wallTo),
   };
 }
 
@@ -299,6 +320,9 @@ async function runGateway(influx: InfluxServer) {
   const influxSampler = influxPid ? new ProcSampler(influxPid) : undefined;
   const machine = new MachineCpu();
   const sched = new MainThreadSched(ready.pid);
+  const syscalls = new ProcSyscalls(ready.pid);
+  let wallFrom = 0;
+  let wallTo = 0;
 
   // publish -> queryable, for sampled messages: poll InfluxDB for the exact point. The poll
   // interval grows with the sample's age (10 %, 100 ms .. 2 s) and at most 4 queries run at
@@ -350,6 +374,8 @@ async function runGateway(influx: InfluxServer) {
       influxSampler?.markStart();
       machine.markStart();
       sched.markStart();
+      syscalls.markStart();
+      wallFrom = Date.now();
       startedAt = performance.now();
       scrapes.push(scrapeSafe(ready.httpPort).then((s) => void (atStart = s)));
     },
@@ -358,6 +384,8 @@ async function runGateway(influx: InfluxServer) {
       influxSampler?.markEnd();
       machine.markEnd();
       sched.markEnd();
+      syscalls.markEnd();
+      wallTo = Date.now();
       endedAt = performance.now();
       scrapes.push(scrapeSafe(ready.httpPort).then((s) => void (atEnd = s)));
     },
@@ -436,6 +464,8 @@ async function runGateway(influx: InfluxServer) {
     otherCpu: machine.otherPercent([sampler.cpuPercent, influxSampler?.cpuPercent, r.loadgenCpuPercent]),
     mainRun: sched.runPercent,
     mainWait: sched.waitPercent,
+    syscallsPerMsg: syscalls.perMessage(r.ackedInWindow),
+    probeUs: probe.medianUs(wallFrom, wallTo),
     nofile: ready.nofile,
   };
 }
@@ -456,6 +486,9 @@ process.stderr.write(
     `rate ${rate === 0 ? 'unlimited' : `${rate} msg/s`}, ${generators} generator process(es); commit ${commit}${dirty.length ? ' (dirty)' : ''}; ` +
     `nofile here ${readNofile('self')}\n`,
 );
+
+const probe = new SpeedProbe();
+probe.start();
 
 try {
   const bare = args['skip-bare'] ? undefined : await runBare(true);
@@ -514,6 +547,10 @@ try {
     gateway_cpu_percent: round(gw.cpu, 0),
     gateway_main_run_percent: round(gw.mainRun, 0),
     gateway_main_wait_percent: round(gw.mainWait, 0),
+    gateway_main_cpu_us_per_msg: mainCpuUsPerMsg(gw.mainRun, gw.fig.msgPerSec),
+    gateway_read_syscalls_per_msg: round(gw.syscallsPerMsg?.reads ?? null, 2),
+    gateway_write_syscalls_per_msg: round(gw.syscallsPerMsg?.writes ?? null, 2),
+    speed_probe_us: gw.probeUs,
     influxd_cpu_percent: round(gw.influxCpu, 0),
     loadgen_cpu_percent: round(gw.r.loadgenCpuPercent, 0),
     bench_main_cpu_percent: round(gw.benchMainCpu, 0),
@@ -533,6 +570,7 @@ try {
     spool_refused: gw.spoolRefused,
     bare_msg_per_s: bare ? round(bare.fig.msgPerSec, 0) : null,
     bare_msg_per_s_min_1s: bare ? bare.fig.minPerSec : null,
+    bare_speed_probe_us: bare?.probeUs ?? null,
     bare_puback_p50_ms: bare ? round(bare.fig.p50, 1) : null,
     bare_puback_p99_ms: bare ? round(bare.fig.p99, 1) : null,
     bare_cpu_percent: bare ? round(bare.cpu, 0) : null,
@@ -550,6 +588,10 @@ try {
     bare_nosub_cpu_percent: bareNoSub ? round(bareNoSub.cpu, 0) : null,
     bare_nosub_main_run_percent: bareNoSub ? round(bareNoSub.mainRun, 0) : null,
     bare_nosub_main_wait_percent: bareNoSub ? round(bareNoSub.mainWait, 0) : null,
+    bare_nosub_main_cpu_us_per_msg: bareNoSub ? mainCpuUsPerMsg(bareNoSub.mainRun, bareNoSub.fig.msgPerSec) : null,
+    bare_nosub_read_syscalls_per_msg: round(bareNoSub?.syscallsPerMsg?.reads ?? null, 2),
+    bare_nosub_write_syscalls_per_msg: round(bareNoSub?.syscallsPerMsg?.writes ?? null, 2),
+    bare_nosub_speed_probe_us: bareNoSub?.probeUs ?? null,
     bare_nosub_crashed: bareNoSub?.crashed ?? null,
     bare_nosub_loadgen_cpu_percent: bareNoSub ? round(bareNoSub.r.loadgenCpuPercent, 0) : null,
     bare_nosub_other_cpu_percent: bareNoSub ? round(bareNoSub.otherCpu, 0) : null,

@@ -441,6 +441,75 @@ export class MainThreadSched {
 }
 
 /**
+ * A process's read and write system calls over a window (`syscr`, `syscw` in /proc/<pid>/io; all
+ * threads, sockets and files alike). Per message they show how a broker batches: with a window of
+ * 2 in flight per connection, ~0.5 means both of a connection's messages came in one read and
+ * their PUBACKs went out in one write; ~1 means one each.
+ */
+export class ProcSyscalls {
+  #start: { reads: number; writes: number } | undefined;
+  #end: { reads: number; writes: number } | undefined;
+  constructor(readonly pid: number) {}
+  static #read(pid: number): { reads: number; writes: number } | undefined {
+    try {
+      const text = readFileSync(`/proc/${pid}/io`, 'utf8');
+      const reads = Number(/^syscr:\s*(\d+)/m.exec(text)?.[1]);
+      const writes = Number(/^syscw:\s*(\d+)/m.exec(text)?.[1]);
+      return Number.isFinite(reads) && Number.isFinite(writes) ? { reads, writes } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  markStart(): void {
+    this.#start = ProcSyscalls.#read(this.pid);
+  }
+  markEnd(): void {
+    this.#end = ProcSyscalls.#read(this.pid);
+  }
+  /** Calls over the window divided by `messages`; null where /proc/<pid>/io was not readable. */
+  perMessage(messages: number): { reads: number; writes: number } | null {
+    if (!this.#start || !this.#end || messages <= 0) return null;
+    return { reads: (this.#end.reads - this.#start.reads) / messages, writes: (this.#end.writes - this.#start.writes) / messages };
+  }
+}
+
+/**
+ * The machine's speed over a window: the median CPU time of bench/lib/speed-probe.ts's fixed
+ * piece of work (µs; higher = slower cores). Phases of one run, or runs of an A/B, compare fairly
+ * only where these are close; see docs/BENCHMARKS.md ("Conditions").
+ */
+export class SpeedProbe {
+  readonly #samples: { at: number; us: number }[] = [];
+  #child: ChildProcess | undefined;
+
+  start(): void {
+    const child = spawnTs(`${REPO}/bench/lib/speed-probe.ts`, { label: 'speed-probe' });
+    this.#child = child;
+    child.stdin?.end();
+    if (child.stdout) {
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const [at, us] = line.split(' ').map(Number);
+        if (Number.isFinite(at) && Number.isFinite(us)) this.#samples.push({ at: at!, us: us! });
+      });
+    }
+    onCleanup(() => this.stop());
+  }
+
+  /** Median µs per probe over [fromMs, toMs] (Date.now() times); null with fewer than 5 samples. */
+  medianUs(fromMs: number, toMs: number): number | null {
+    const xs = this.#samples.filter((s) => s.at >= fromMs && s.at <= toMs).map((s) => s.us);
+    if (xs.length < 5) return null;
+    xs.sort((a, b) => a - b);
+    return xs[Math.floor(xs.length / 2)]!;
+  }
+
+  stop(): void {
+    this.#child?.kill('SIGTERM');
+    this.#child = undefined;
+  }
+}
+
+/**
  * Machine-wide CPU over a window and the part of it no process of ours used: other sessions on
  * a shared machine show up here and make a run noisy.
  */
