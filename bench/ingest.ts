@@ -20,7 +20,8 @@
  *   *_read/write_syscalls_per_msg  read/write system calls of the whole process (/proc/<pid>/io)
  *                       per message: how many messages a socket read or a PUBACK write carried
  *   *speed_probe_us     median CPU µs of a fixed piece of work during the window (bench/lib/
- *                       speed-probe.ts): how fast the shared machine's cores were; higher = slower
+ *                       speed-probe.ts): how fast the shared machine's cores were; higher = slower.
+ *                       speed_probe_idle_us: the same over 5 s before the first phase
  *   sent/stored/lost    every message of the run (warm-up included) vs COUNT(*) in InfluxDB
  */
 import { mkdtempSync } from 'node:fs';
@@ -489,6 +490,11 @@ process.stderr.write(
 
 const probe = new SpeedProbe();
 probe.start();
+// The machine's speed with nothing of ours running: the baseline the phases' figures compare to.
+phase('measuring the idle machine\'s speed (6 s)');
+const idleFrom = Date.now();
+await sleep(6000);
+const probeIdleUs = probe.medianUs(idleFrom + 1000, Date.now());
 
 try {
   const bare = args['skip-bare'] ? undefined : await runBare(true);
@@ -551,6 +557,7 @@ try {
     gateway_read_syscalls_per_msg: round(gw.syscallsPerMsg?.reads ?? null, 2),
     gateway_write_syscalls_per_msg: round(gw.syscallsPerMsg?.writes ?? null, 2),
     speed_probe_us: gw.probeUs,
+    speed_probe_idle_us: probeIdleUs,
     influxd_cpu_percent: round(gw.influxCpu, 0),
     loadgen_cpu_percent: round(gw.r.loadgenCpuPercent, 0),
     bench_main_cpu_percent: round(gw.benchMainCpu, 0),
