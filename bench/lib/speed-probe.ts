@@ -27,7 +27,8 @@ function cpuUs(): number {
 }
 
 let seed = 0x9e3779b9;
-function kernel(): number {
+/** The fixed work. Its writes into `mem` keep it from being optimised away. */
+function kernel(): void {
   let x = seed | 0;
   let acc = 0;
   for (let i = 0; i < STEPS; i++) {
@@ -39,19 +40,17 @@ function kernel(): number {
     mem[(a + 4096) & MASK] = acc;
   }
   seed = x;
-  return acc;
 }
 
 // Warm: compiled and the table paged in before the first sample counts.
 for (let i = 0; i < 20; i++) kernel();
 
-let sink = 0;
 const tick = () => {
   const t0 = cpuUs();
-  sink ^= kernel();
+  kernel();
   process.stdout.write(`${Date.now()} ${cpuUs() - t0}\n`);
 };
 setInterval(tick, INTERVAL_MS);
 // The reader went away (the benchmark ended): so do we.
 process.stdout.on('error', () => process.exit(0));
-process.on('SIGTERM', () => process.exit(sink === 0.5 ? 1 : 0));
+process.on('SIGTERM', () => process.exit(0));
