@@ -30,7 +30,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startInfluxd, type InfluxServer } from '../scripts/lib/influxd.js';
 import { LoadDriver, type LoadResult } from './lib/driver.js';
-import { benchTanks, writeLedger } from './lib/fleet.js';
+import { BENCH_AGENT, benchTanks, writeLedger } from './lib/fleet.js';
+import { writeCredentialsFile } from '../gateway/src/broker/credentials.js';
+import { hashSecret } from '../gateway/src/security/secrets.js';
 import { percentile } from './lib/histogram.js';
 import {
   cleanupAll,
@@ -75,6 +77,8 @@ const { values: args } = parseArgs({
     /** JSON merged into the gateway config section, e.g. '{"spool":{"fsync":false}}'. */
     'gateway-config': { type: 'string', default: '{}' },
     'log-level': { type: 'string', default: 'warn' },
+    /** agent: every connection authenticates as the ledger's edge agent (as deployed); anonymous: the development principal. */
+    auth: { type: 'string', default: 'agent' },
   },
 });
 
@@ -90,6 +94,16 @@ const samplesPerSec = parseIntArg(args['samples-per-s'], 'samples-per-s', 0, 50)
 const gatewayOverrides = JSON.parse(args['gateway-config']) as Record<string, unknown>;
 const sources = Array.from({ length: sourceCount }, (_, i) => `127.0.0.${i + 2}`);
 const DB = 'gs_bench';
+if (args.auth !== 'agent' && args.auth !== 'anonymous') {
+  process.stderr.write(`--auth must be agent or anonymous, got ${args.auth}\n`);
+  process.exit(2);
+}
+/**
+ * The principal every load connection authenticates as: the edge agent the bench ledger gives all
+ * devices to (client ids `bench-agent:<device>`), so each publish passes the ACL check a deployed
+ * gateway makes. The bare brokers get the same CONNECT and accept it unchecked.
+ */
+const AUTH = args.auth === 'agent' ? { username: BENCH_AGENT, password: 'bench-agent-secret' } : undefined;
 
 /**
  * Node flags of the gateway and of the bare broker alike (a fair ratio): those `npm run gateway`
@@ -124,6 +138,7 @@ function loadOptions(port: number, label: string, samples: number) {
     measureMs: seconds * 1000,
     samplesPerSec: samples,
     drainTimeoutMs: 30_000,
+    auth: AUTH,
   };
 }
 
@@ -285,12 +300,20 @@ async function runGateway(influx: InfluxServer) {
   phase('gateway + InfluxDB');
   const ledgerFile = join(tmp, 'ledger.csv');
   writeLedger(ledgerFile, benchTanks(devices));
+  const credentialsFile = join(tmp, 'credentials.yaml');
+  if (AUTH) writeCredentialsFile(credentialsFile, [{ username: AUTH.username, kind: 'agent', hash: await hashSecret(AUTH.password) }]);
   const config = {
     log: { level: args['log-level'] },
     ledger: { file: ledgerFile },
     gateway: {
       ...gatewayOverrides,
-      mqtt: { host: '127.0.0.1', port: 0, allowAnonymous: true, ...(gatewayOverrides.mqtt as object | undefined) },
+      mqtt: {
+        host: '127.0.0.1',
+        port: 0,
+        allowAnonymous: AUTH === undefined,
+        ...(AUTH ? { credentialsFile } : {}),
+        ...(gatewayOverrides.mqtt as object | undefined),
+      },
       http: { host: '127.0.0.1', port: 0 },
       influx: { url: influx.url, database: DB, ...(gatewayOverrides.influx as object | undefined) },
       dataDir: join(tmp, 'gateway-data'),
@@ -537,6 +560,7 @@ try {
     rate_target_msg_per_s: rate === 0 ? null : rate,
     source_addresses: sources.length,
     generator_processes: generators,
+    auth: args.auth,
     msg_per_s: round(gw.fig.msgPerSec, 0),
     msg_per_s_min_1s: gw.fig.minPerSec,
     published_per_s: round(gw.fig.publishedPerSec, 0),

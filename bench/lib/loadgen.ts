@@ -44,6 +44,11 @@ export interface LoadgenInit {
   measureMs: number;
   samplesPerSec: number;
   drainTimeoutMs: number;
+  /**
+   * Connect as this principal (an edge agent speaking for every bench device), client id
+   * `<username>:<device id>`; without it, anonymously with the device id as client id.
+   */
+  auth?: { username: string; password: string };
 }
 
 export interface LoadgenDone {
@@ -175,7 +180,7 @@ function openClient(index: number): void {
   pending.add(c);
   socket.on('connect', () => {
     socket.setNoDelay(true);
-    socket.write(encodeConnect(deviceId, cfg.keepaliveSec));
+    socket.write(cfg.auth ? encodeConnect(`${cfg.auth.username}:${deviceId}`, cfg.keepaliveSec, cfg.auth) : encodeConnect(deviceId, cfg.keepaliveSec));
   });
   socket.on('data', (chunk: Buffer) => {
     try {

@@ -34,10 +34,15 @@ function utf8Field(s: string): Buffer {
   return out;
 }
 
-/** CONNECT, clean session, no will, no credentials. keepalive 0 = the broker never times us out. */
-export function encodeConnect(clientId: string, keepaliveSec: number): Buffer {
-  const variable = Buffer.from([0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, keepaliveSec >> 8, keepaliveSec & 0xff]);
-  const payload = utf8Field(clientId);
+/**
+ * CONNECT, clean session, no will; with `auth`, a username and password (an agent's or device's
+ * credentials, docs/security.md). keepalive 0 = the broker never times us out.
+ */
+export function encodeConnect(clientId: string, keepaliveSec: number, auth?: { username: string; password: string }): Buffer {
+  // Connect flags: 0x02 clean session, 0x80 username, 0x40 password.
+  const flags = auth ? 0xc2 : 0x02;
+  const variable = Buffer.from([0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, flags, keepaliveSec >> 8, keepaliveSec & 0xff]);
+  const payload = auth ? Buffer.concat([utf8Field(clientId), utf8Field(auth.username), utf8Field(auth.password)]) : utf8Field(clientId);
   const rem = variable.length + payload.length;
   return Buffer.concat([Buffer.from([0x10, ...remainingLength(rem)]), variable, payload]);
 }
