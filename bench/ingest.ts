@@ -5,8 +5,11 @@
  *
  * Phases: bare aedes broker (child) + a QoS1 consumer -> bare broker without a subscriber ->
  * InfluxDB started -> gateway (child) -> drain and count what InfluxDB holds. Method and
- * figures: docs/BENCHMARKS.md. Progress on stderr; one JSON line last on stdout. Exit 0 even when a
- * target is missed (the JSON says so); non-zero only when the benchmark itself failed.
+ * figures: docs/BENCHMARKS.md. Progress on stderr; one JSON line last on stdout. Exit 0 even
+ * when a target is missed (the JSON says so); non-zero only when the benchmark itself failed.
+ *
+ * Every connection authenticates as the bench ledger's edge agent and each publish passes the
+ * ACL, as deployed; `--auth anonymous` uses the development principal (the runs before 43b011d).
  *
  * Figures (all over the measured window, warm-up excluded):
  *   msg_per_s           PUBACKs received by the load generator per second
