@@ -3,8 +3,8 @@
  * (The same rules over real sockets: test/integration/broker-acl.test.ts.)
  */
 import { describe, expect, it } from 'vitest';
-import { clientIdMatches, mayPublish, maySubscribe, mayWill, type DeviceDirectory, type Principal } from '../../gateway/src/broker/acl.js';
-import { topics } from '../../protocol/topics.js';
+import { clientIdMatches, mayPublish, mayPublishParsed, maySubscribe, mayWill, type DeviceDirectory, type Principal } from '../../gateway/src/broker/acl.js';
+import { parseTopic, topics } from '../../protocol/topics.js';
 
 const ledger = new Map([
   ['tank-a1', { agent: 'agent-a' }],
@@ -30,6 +30,24 @@ describe('publish', () => {
     for (const other of ['gs/v1/devices/tank-a1/telemetry/extra', 'gs/v2/devices/tank-a1/telemetry', 'tools/anything', 'gs/v1/devices/+/telemetry', '']) {
       expect(mayPublish(agentA, other, devices), other).toBe(false);
     }
+  });
+
+  it('decides the same on a topic the broker parsed once for the ACL and ingest (mayPublishParsed)', () => {
+    const cases = [
+      topics.telemetry('tank-a1'),
+      topics.telemetry('tank-b1'),
+      topics.cmd('tank-a1'),
+      topics.agentState('agent-a'),
+      topics.agentState('agent-b'),
+      'gs/v1/devices/tank-a1/telemetry/extra',
+      'tools/anything',
+    ];
+    for (const p of [agentA, deviceB1, dev]) {
+      for (const topic of cases) expect(mayPublishParsed(p, parseTopic(topic), devices), `${p.kind} ${topic}`).toBe(mayPublish(p, topic, devices));
+    }
+    // Not one of our topics: only the development principal may publish there.
+    expect(mayPublishParsed(agentA, undefined, devices)).toBe(false);
+    expect(mayPublishParsed(dev, undefined, devices)).toBe(true);
   });
 
   it('lets a device publish only on its own upstream topics', () => {

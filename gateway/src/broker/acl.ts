@@ -12,7 +12,7 @@
  * agent lists its devices' command topics one by one, so the broker never has to reason about
  * what a filter might match.
  */
-import { parseTopic, topics } from '../../../protocol/topics.js';
+import { parseTopic, topics, type ParsedTopic } from '../../../protocol/topics.js';
 import type { PrincipalKind } from './credentials.js';
 
 export type Principal = { kind: 'dev' } | { kind: PrincipalKind; username: string; hash: string };
@@ -29,8 +29,12 @@ export function principalName(p: Principal): string {
 }
 
 export function mayPublish(p: Principal, topic: string, devices: DeviceDirectory): boolean {
+  return p.kind === 'dev' || mayPublishParsed(p, parseTopic(topic), devices);
+}
+
+/** mayPublish for a topic already parsed (`parseTopic`; undefined = not one of ours): the broker parses each publish once, for this and for ingest. */
+export function mayPublishParsed(p: Principal, parsed: ParsedTopic | undefined, devices: DeviceDirectory): boolean {
   if (p.kind === 'dev') return true;
-  const parsed = parseTopic(topic);
   if (!parsed) return false;
   if (parsed.scope === 'agent') return p.kind === 'agent' && parsed.agentId === p.username;
   if (parsed.channel === 'cmd') return false;

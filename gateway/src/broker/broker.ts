@@ -24,10 +24,10 @@ import type { Logger } from 'pino';
 import { createWebSocketStream, type WebSocket } from 'ws';
 import { ConfigError } from '../../../config/load.js';
 import type { GatewayConfig } from '../../../config/schema.js';
-import { TOPIC_ROOT } from '../../../protocol/topics.js';
+import { TOPIC_ROOT, parseTopic } from '../../../protocol/topics.js';
 import type { Ingest } from '../ingest/ingest.js';
 import type { Metrics } from '../metrics.js';
-import { clientIdMatches, mayPublish, maySubscribe, mayWill, principalName, type DeviceDirectory, type Principal } from './acl.js';
+import { clientIdMatches, mayPublishParsed, maySubscribe, mayWill, principalName, type DeviceDirectory, type Principal } from './acl.js';
 import { loadCredentialsFile, type CredentialRecord } from './credentials.js';
 import { openFileLimit, resolveMaxConnections, type ConnectionCap } from './descriptors.js';
 import { IngressGate } from './ingress-gate.js';
@@ -191,11 +191,13 @@ export class EmbeddedBroker implements GatewayBroker {
       },
       authorizePublish: (client, packet, done) => {
         if (packet.topic.startsWith('$SYS')) return done(new Error('$SYS topics are reserved'));
+        // Parsed once, for the ACL and for ingest.
+        const parsed = parseTopic(packet.topic);
         // ACL before ingest. `client` is null only for wills aedes republishes for a broker
         // instance that died; every will was checked at CONNECT (mayWill) before it was stored.
         if (client !== null) {
           const principal = this.#principals.get(client);
-          if (!principal || !mayPublish(principal, packet.topic, this.#ctx.devices)) {
+          if (!principal || !mayPublishParsed(principal, parsed, this.#ctx.devices)) {
             this.#aclDenied(client, principal, 'publish', packet.topic);
             packet.retain = false;
             this.#rejected.add(packet.payload as Buffer);
@@ -211,7 +213,7 @@ export class EmbeddedBroker implements GatewayBroker {
           metrics.spoolRefused.inc({ reason: 'full' });
           return done(new Error('gateway spool is full; retry later'));
         }
-        const result = ingest.handle(packet.topic, packet.payload as Buffer);
+        const result = ingest.handle(packet.topic, packet.payload as Buffer, parsed);
         if (!result.ok) {
           packet.retain = false;
           this.#rejected.add(packet.payload as Buffer);

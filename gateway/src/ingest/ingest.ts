@@ -6,7 +6,7 @@
  * and reason per minute; it never throws.
  */
 import type { Logger } from 'pino';
-import { parseTopic } from '../../../protocol/topics.js';
+import { parseTopic, type ParsedTopic } from '../../../protocol/topics.js';
 import { validate } from '../../../protocol/validate.js';
 import type { Bus } from '../bus.js';
 import type { Metrics } from '../metrics.js';
@@ -38,9 +38,11 @@ export class Ingest {
     this.#now = ctx.now ?? Date.now;
   }
 
-  /** Handles one inbound publish. `payload` is not retained past this call. */
-  handle(topic: string, payload: Uint8Array): IngestResult {
-    const parsed = parseTopic(topic);
+  /**
+   * Handles one inbound publish. `payload` is not retained past this call. `parsed`: the topic
+   * as `parseTopic` reads it, when the caller has parsed it already (the broker, for its ACL).
+   */
+  handle(topic: string, payload: Uint8Array, parsed: ParsedTopic | undefined = parseTopic(topic)): IngestResult {
     if (!parsed) return this.#reject('bad_topic', topic, `not a v1 upstream topic: ${topic.slice(0, 100)}`);
     const { bus, metrics, registry } = this.#ctx;
     const receivedAt = this.#now();
