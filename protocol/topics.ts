@@ -43,15 +43,34 @@ export type ParsedTopic =
   | { scope: 'device'; deviceId: string; channel: DeviceChannel }
   | { scope: 'agent'; agentId: string; channel: 'state' };
 
-/** Parses a v1 topic; returns undefined for anything that is not exactly one of ours. */
+const DEVICES_PREFIX = `${TOPIC_ROOT}/devices/`;
+const AGENTS_PREFIX = `${TOPIC_ROOT}/agents/`;
+
+/**
+ * Parses a v1 topic; returns undefined for anything that is not exactly one of ours. Runs for
+ * every publish the gateway receives: prefix checks and one substring (the id), no split.
+ */
 export function parseTopic(topic: string): ParsedTopic | undefined {
-  const parts = topic.split('/');
-  if (parts.length !== 5 || parts[0] !== 'gs' || parts[1] !== 'v1') return undefined;
-  const [, , scope, id, channel] = parts as [string, string, string, string, string];
-  if (!isValidId(id)) return undefined;
-  if (scope === 'devices' && (DEVICE_CHANNELS as readonly string[]).includes(channel)) {
-    return { scope: 'device', deviceId: id, channel: channel as DeviceChannel };
+  const device = topic.startsWith(DEVICES_PREFIX);
+  if (!device && !topic.startsWith(AGENTS_PREFIX)) return undefined;
+  const start = device ? DEVICES_PREFIX.length : AGENTS_PREFIX.length;
+  const slash = topic.indexOf('/', start);
+  if (slash < 0) return undefined;
+  const channelAt = slash + 1;
+  if (!device) {
+    // Exactly "state" after the id: nothing longer, nothing shorter.
+    if (topic.length !== channelAt + 5 || !topic.startsWith('state', channelAt)) return undefined;
+    const agentId = topic.slice(start, slash);
+    return isValidId(agentId) ? { scope: 'agent', agentId, channel: 'state' } : undefined;
   }
-  if (scope === 'agents' && channel === 'state') return { scope: 'agent', agentId: id, channel: 'state' };
-  return undefined;
+  let channel: DeviceChannel | undefined;
+  for (const c of DEVICE_CHANNELS) {
+    if (topic.length === channelAt + c.length && topic.startsWith(c, channelAt)) {
+      channel = c;
+      break;
+    }
+  }
+  if (!channel) return undefined;
+  const deviceId = topic.slice(start, slash);
+  return isValidId(deviceId) ? { scope: 'device', deviceId, channel } : undefined;
 }

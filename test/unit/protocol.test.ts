@@ -13,6 +13,34 @@ describe('topics', () => {
       expect(parseTopic(bad), bad).toBeUndefined();
     }
   });
+
+  it('parses exactly as splitting on "/" would, over valid, near-valid and malformed topics', () => {
+    // The rule as first written (split into 5 parts): the reference the hot-path parser must match.
+    const reference = (topic: string) => {
+      const parts = topic.split('/');
+      if (parts.length !== 5 || parts[0] !== 'gs' || parts[1] !== 'v1') return undefined;
+      const [, , scope, id, channel] = parts as [string, string, string, string, string];
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(id)) return undefined;
+      if (scope === 'devices' && ['telemetry', 'event', 'state', 'ack', 'cmd'].includes(channel)) return { scope: 'device', deviceId: id, channel };
+      if (scope === 'agents' && channel === 'state') return { scope: 'agent', agentId: id, channel: 'state' };
+      return undefined;
+    };
+    const ids = ['tank-001', 'a', 'A.b_c-9', '', '-x', 'x'.repeat(64), 'x'.repeat(65), '+', '#', '水池', 'a b', '..'];
+    const channels = ['telemetry', 'event', 'state', 'ack', 'cmd', '', 'Telemetry', 'telemetr', 'telemetryx', 'state/x', 'cmd/', 'other'];
+    const heads = ['gs/v1/devices/', 'gs/v1/agents/', 'gs/v1/device/', 'gs/v2/devices/', '/gs/v1/devices/', 'gs/v1//devices/', 'GS/v1/devices/', ''];
+    let checked = 0;
+    for (const head of heads) {
+      for (const id of ids) {
+        for (const channel of channels) {
+          for (const topic of [`${head}${id}/${channel}`, `${head}${id}`, `${head}${id}/${channel}/`]) {
+            expect(parseTopic(topic), topic).toEqual(reference(topic));
+            checked++;
+          }
+        }
+      }
+    }
+    expect(checked).toBe(heads.length * ids.length * channels.length * 3);
+  });
 });
 
 describe('payload validation', () => {
