@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
+import { openFileLimit } from '../../gateway/src/broker/descriptors.js';
 
 /** Clock ticks per second for utime/stime in /proc/<pid>/stat (USER_HZ; 100 on Linux/x86 and arm64). */
 const CLK_TCK = 100;
@@ -34,16 +35,15 @@ export function readProc(pid: number): ProcSnapshot | undefined {
   }
 }
 
-/** The soft RLIMIT_NOFILE of a process, as the kernel holds it. */
+/** The soft RLIMIT_NOFILE of a process, as the kernel holds it (Infinity: unlimited). Parsed as the gateway parses its own. */
 export function readNofile(pid: number | 'self'): number | undefined {
+  let limits: string;
   try {
-    const limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
-    const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(limits);
-    if (!m) return undefined;
-    return m[1] === 'unlimited' ? Infinity : Number(m[1]);
+    limits = readFileSync(`/proc/${pid}/limits`, 'utf8');
   } catch {
     return undefined;
   }
+  return /^Max open files\s+unlimited/m.test(limits) ? Infinity : openFileLimit(limits);
 }
 
 /** Direct children of `ppid` whose command name is `comm` (e.g. the influxd that startInfluxd spawned). */
